@@ -1,0 +1,31 @@
+"""kNN classification accuracy on frozen representations, k = 1..15 (SimVAE paper, A.7.5).
+
+Euclidean distances on the device; k chosen on the validation split carved from train (default) or
+on the test set (``--select test``, as the paper did); the chosen k is reported as ``knn_k``."""
+
+from __future__ import annotations
+
+from sslbench import hookimpl
+from sslbench.api import EvalInputs, Evaluator, Param
+from sslbench.evaluation import knn_curve
+
+
+class KNN(Evaluator):
+    name = "knn"
+    description = "kNN accuracy (Euclidean, majority vote), best k in 1..k_max"
+    params = {"k_max": Param(15, "largest k tried", minimum=1)}
+
+    def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        data = inputs.data
+        ks = list(range(1, int(options["k_max"]) + 1))
+        curve = knn_curve(
+            inputs.train_z, data.train_y, inputs.test_z, data.test_y,
+            inputs.fit_index, inputs.val_index, ks, data.num_classes,
+        )
+        k, acc = curve.select(inputs.selection)
+        return {"knn_acc": acc, "knn_k": float(k)}
+
+
+@hookimpl
+def register_evaluators(register) -> None:  # type: ignore[no-untyped-def]
+    register(KNN)

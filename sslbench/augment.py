@@ -1,0 +1,144 @@
+"""Batched, on-device augmentation with per-sample random parameters.
+
+One ``affine_grid`` + ``grid_sample`` performs random-resized-crop and flips for a whole batch; colour
+jitter and grayscale are a few vectorised tensor ops. A method asking for J views of B images gets one
+(B, J, C, H, W) tensor made in a single pass over B*J images. Semantics follow torchvision's
+``RandomResizedCrop`` (area fraction and log-uniform aspect ratio, crop inside the image; bilinear),
+``RandomHorizontalFlip``/``RandomVerticalFlip`` and ``ColorJitter`` (brightness, contrast, saturation,
+hue, applied in that fixed order rather than a random one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+from sslbench.protocol import AugmentSpec
+
+
+def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(n, generator=g, device=device) * (high - low) + low
+
+
+def crop_params(n: int, spec: AugmentSpec, g: torch.Generator, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Per-sample crop width/height (fractions of the side) and centre (normalised [-1, 1] coords).
+
+    Area fraction s ~ U(scale) and ratio r = w/h log-uniform in ``ratio`` give w = sqrt(s r),
+    h = sqrt(s / r); like torchvision, a draw that does not fit is redrawn (up to 10 times) and the
+    rest fall back to the whole image clamped to the ratio range.
+    """
+    w = torch.ones(n, device=device)
+    h = torch.ones(n, device=device)
+    todo = torch.ones(n, dtype=torch.bool, device=device)
+    log_lo, log_hi = math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1])
+    for _ in range(10):
+        s = _uniform(n, spec.crop_scale[0], spec.crop_scale[1], g, device)
+        r = torch.exp(_uniform(n, log_lo, log_hi, g, device))
+        cw, ch = torch.sqrt(s * r), torch.sqrt(s / r)
+        ok = todo & (cw <= 1) & (ch <= 1)
+        w = torch.where(ok, cw, w)
+        h = torch.where(ok, ch, h)
+        todo &= ~ok
+    # fallback (torchvision: central crop at the clamped ratio); here: full image, then clamp ratio
+    r_full = torch.ones(n, device=device).clamp(spec.crop_ratio[0], spec.crop_ratio[1])
+    w = torch.where(todo, torch.minimum(torch.ones_like(w), r_full), w)
+    h = torch.where(todo, torch.minimum(torch.ones_like(h), 1 / r_full), h)
+    cx = (_uniform(n, -1.0, 1.0, g, device)) * (1 - w)
+    cy = (_uniform(n, -1.0, 1.0, g, device)) * (1 - h)
+    return w, h, cx, cy
+
+
+def _grayscale(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601-2 luma (torchvision's rgb_to_grayscale), keeping the channel dim."""
+    r, g, b = x.unbind(1)
+    return (0.299 * r + 0.587 * g + 0.114 * b).unsqueeze(1)
+
+
+def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    r, g, b = x.unbind(1)
+    maxc, _ = x.max(1)
+    minc, _ = x.min(1)
+    v = maxc
+    delta = maxc - minc
+    s = delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc))
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
+    h = torch.where(maxc == r, bc - gc, torch.where(maxc == g, 2.0 + rc - bc, 4.0 + gc - rc))
+    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
+    return torch.stack([h, s, v], 1)
+
+
+def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    h, s, v = x.unbind(1)
+    i = torch.floor(h * 6.0)
+    f = h * 6.0 - i
+    i = i.to(torch.int64) % 6
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    choices = torch.stack(
+        [torch.stack(c, 1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))], 0
+    )  # (6, B, 3, H, W)
+    idx = i.unsqueeze(0).unsqueeze(2).expand(1, -1, 3, -1, -1)
+    return choices.gather(0, idx).squeeze(0)
+
+
+def colour_jitter(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator) -> torch.Tensor:
+    """Per-sample brightness, contrast, saturation and hue jitter on (N, 3, H, W) in [0, 1]."""
+    n, device = x.shape[0], x.device
+    apply = (torch.rand(n, generator=g, device=device) < spec.jitter_p).view(n, 1, 1, 1)
+    out = x
+
+    def factor(strength: float) -> torch.Tensor:
+        f = _uniform(n, max(0.0, 1 - strength), 1 + strength, g, device).view(n, 1, 1, 1)
+        return torch.where(apply, f, torch.ones_like(f))
+
+    if spec.brightness:
+        out = (out * factor(spec.brightness)).clamp(0, 1)
+    if spec.contrast:
+        mean = _grayscale(out).mean((1, 2, 3), keepdim=True)
+        out = ((out - mean) * factor(spec.contrast) + mean).clamp(0, 1)
+    if spec.saturation:
+        grey = _grayscale(out)
+        out = ((out - grey) * factor(spec.saturation) + grey).clamp(0, 1)
+    if spec.hue:
+        shift = _uniform(n, -spec.hue, spec.hue, g, device).view(n, 1, 1)
+        shift = torch.where(apply.view(n, 1, 1), shift, torch.zeros_like(shift))
+        hsv = _rgb_to_hsv(out)
+        hsv = torch.cat([((hsv[:, :1] + shift.unsqueeze(1)) % 1.0), hsv[:, 1:]], 1)
+        out = _hsv_to_rgb(hsv)
+    return out
+
+
+def augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator) -> torch.Tensor:
+    """Augment a batch (N, C, H, W) of float images in [0, 1], each with its own random parameters."""
+    n, c, height, width = x.shape
+    device = x.device
+    w, h, cx, cy = crop_params(n, spec, g, device)
+    sx = torch.where(torch.rand(n, generator=g, device=device) < spec.hflip_p, -w, w)
+    sy = torch.where(torch.rand(n, generator=g, device=device) < spec.vflip_p, -h, h)
+    theta = torch.zeros(n, 2, 3, device=device, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = sx, cx
+    theta[:, 1, 1], theta[:, 1, 2] = sy, cy
+    grid = F.affine_grid(theta, [n, c, height, width], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if c == 3 and spec.has_colour:
+        out = colour_jitter(out, spec, g)
+    if c == 3 and spec.grayscale_p > 0:
+        grey = (torch.rand(n, generator=g, device=device) < spec.grayscale_p).view(n, 1, 1, 1)
+        out = torch.where(grey, _grayscale(out).expand_as(out), out)
+    return out
+
+
+def make_views(x_uint8: torch.Tensor, spec: AugmentSpec, views: int, original: bool, g: torch.Generator) -> torch.Tensor:
+    """(B, V, C, H, W) float views of a uint8 batch: the original first when asked, then ``views``
+    augmentations, all made in one batched pass of B*views images."""
+    x = x_uint8.float().div_(255)
+    b = x.shape[0]
+    parts = []
+    if original:
+        parts.append(x.unsqueeze(1))
+    if views > 0:
+        rep = x.unsqueeze(1).expand(b, views, *x.shape[1:]).reshape(b * views, *x.shape[1:])
+        parts.append(augment(rep, spec, g).view(b, views, *x.shape[1:]))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
