@@ -284,6 +284,24 @@ class EvalInputs:
     selection: str
     val_index: torch.Tensor
     run_dir: str | None = None
+    _decoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+
+    def decoder(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A map from representations to images in [0, 1]: the method's own ``decode`` when it has one,
+        else the protocol's decoder trained with MSE on the frozen train representations (SimVAE paper
+        A.7.6), trained once per run and shared by every evaluator that asks."""
+        if self._decoder is None:
+            if "decode" in self.method.capabilities():
+                self._decoder = self.method.decode
+            else:
+                from sslbench.decoding import train_frozen_decoder
+
+                self._decoder = train_frozen_decoder(self)
+        return self._decoder
+
+    @property
+    def has_own_decoder(self) -> bool:
+        return "decode" in self.method.capabilities()
 
     @property
     def fit_index(self) -> torch.Tensor:

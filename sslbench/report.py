@@ -1,0 +1,158 @@
+"""Summaries of stored runs: mean +- std over seeds, as rich tables or Markdown/LaTeX/CSV/JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from sslbench.store import RunRecord, Store
+
+#: metrics shown as percentages
+PERCENT_SUFFIXES = ("_acc", "_top5")
+#: bookkeeping metrics (the chosen k or epoch): kept in exports, left out of the comparison table
+DETAIL_SUFFIXES = ("_k", "_epoch", "_frozen_decoder")
+
+
+@dataclass
+class Row:
+    """One (dataset, method) group of runs."""
+
+    dataset: str
+    method: str
+    protocol_hash: str
+    epochs: int
+    seeds: list[int] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    metrics: dict[str, list[float]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    selection: set[str] = field(default_factory=set)
+    images_per_s: list[float] = field(default_factory=list)
+    augment_share: list[float] = field(default_factory=list)
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    m = statistics.fmean(values)
+    s = statistics.stdev(values) if len(values) > 1 else 0.0
+    return m, s
+
+
+def summarise(store: Store, runs: Sequence[RunRecord]) -> list[Row]:
+    """Group runs by dataset, method, protocol and budget; collect metrics per seed."""
+    rows: dict[tuple[str, str, str, int, str], Row] = {}
+    for run in runs:
+        params = json.dumps(run.config.get("method_params", {}), sort_keys=True)
+        key = (run.dataset, run.method, run.protocol_hash, run.epochs, params)
+        row = rows.setdefault(key, Row(run.dataset, run.method, run.protocol_hash, run.epochs))
+        if run.status != "done":
+            where = f" at step {run.failed_step}" if run.failed_step else ""
+            row.failed.append(f"seed {run.seed}: {run.status}{where}")
+            continue
+        row.seeds.append(run.seed)
+        if run.images_per_s:
+            row.images_per_s.append(run.images_per_s)
+        if run.augment_share is not None and run.images_per_s:
+            row.augment_share.append(run.augment_share)
+        for m in store.metrics(run.id):
+            row.selection.add(m["selection"])
+            if m["value"] is None:
+                row.notes[m["evaluator"]] = m["note"] or ""
+            elif math.isfinite(m["value"]):
+                row.metrics.setdefault(m["name"], []).append(m["value"])
+    return list(rows.values())
+
+
+def metric_columns(rows: Sequence[Row], details: bool = False) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        for name in row.metrics:
+            if name not in names and (details or not name.endswith(DETAIL_SUFFIXES)):
+                names.append(name)
+    return names
+
+
+def format_value(name: str, values: Sequence[float]) -> str:
+    if not values:
+        return "-"
+    m, s = mean_std(values)
+    if name.endswith(PERCENT_SUFFIXES):
+        m, s = 100 * m, 100 * s
+        return f"{m:.1f} ± {s:.1f}" if len(values) > 1 else f"{m:.1f}"
+    digits = 4 if abs(m) < 10 else 1
+    return f"{m:.{digits}g} ± {s:.2g}" if len(values) > 1 else f"{m:.{digits}g}"
+
+
+def table_rows(rows: Sequence[Row], details: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and string cells of the comparison table."""
+    cols = metric_columns(rows, details)
+    header = ["dataset", "method", "epochs", "seeds", *cols, "img/s", "aug %"]
+    body = []
+    for row in rows:
+        n = f"{len(row.seeds)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")
+        cells = [row.dataset, row.method, str(row.epochs), n]
+        cells += [format_value(c, row.metrics.get(c, [])) for c in cols]
+        cells.append(f"{statistics.fmean(row.images_per_s):,.0f}" if row.images_per_s else "-")
+        cells.append(f"{100 * statistics.fmean(row.augment_share):.0f}" if row.augment_share else "-")
+        body.append(cells)
+    return header, body
+
+
+def rows_as_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
+    """Machine-readable summary: per group, each metric's mean, std, n and the raw per-seed values."""
+    out = []
+    for row in rows:
+        out.append({
+            "dataset": row.dataset,
+            "method": row.method,
+            "epochs": row.epochs,
+            "protocol_hash": row.protocol_hash,
+            "seeds": row.seeds,
+            "failed": row.failed,
+            "selection": sorted(row.selection),
+            "metrics": {
+                name: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "n": len(v), "values": v}
+                for name, v in row.metrics.items()
+            },
+            "notes": row.notes,
+            "images_per_s": statistics.fmean(row.images_per_s) if row.images_per_s else None,
+            "augment_share": statistics.fmean(row.augment_share) if row.augment_share else None,
+        })
+    return out
+
+
+def export(rows: Sequence[Row], fmt: str) -> str:
+    """The comparison as Markdown (``md``), LaTeX (``latex``), CSV (``csv``) or JSON (``json``)."""
+    if fmt == "json":
+        return json.dumps(rows_as_records(rows), indent=2)
+    header, body = table_rows(rows, details=fmt == "csv")
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(header)
+        writer.writerows(body)
+        return buf.getvalue()
+    from tabulate import tabulate
+
+    if fmt == "md":
+        return tabulate(body, header, tablefmt="github")
+    if fmt == "latex":
+        return tabulate([[c.replace("±", "$\\pm$") for c in r] for r in body], header, tablefmt="latex_raw")
+    raise ValueError(f"unknown format {fmt!r}: choose table, md, latex, csv or json")
+
+
+def rich_table(rows: Sequence[Row], title: str | None = None):  # type: ignore[no-untyped-def]
+    from rich.table import Table
+
+    header, body = table_rows(rows)
+    table = Table(title=title, show_lines=False)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 2)
+    for row, cells in zip(rows, body):
+        style = "red" if row.failed and not row.seeds else None
+        table.add_row(*cells, style=style)
+    return table
