@@ -83,30 +83,50 @@ def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     return choices.gather(0, idx).squeeze(0)
 
 
+def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_brightness with a per-sample factor (N, 1, 1, 1)."""
+    return (x * factor).clamp(0, 1)
+
+
+def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_contrast: blend with the mean grey level of each image."""
+    mean = _grayscale(x).mean((1, 2, 3), keepdim=True)
+    return ((x - mean) * factor + mean).clamp(0, 1)
+
+
+def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_saturation: blend with the grey version of each image."""
+    grey = _grayscale(x)
+    return ((x - grey) * factor + grey).clamp(0, 1)
+
+
+def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """torchvision's adjust_hue: rotate the hue by ``shift`` (N,) turns, in HSV space."""
+    hsv = _rgb_to_hsv(x)
+    hue = (hsv[:, :1] + shift.view(-1, 1, 1, 1)) % 1.0
+    return _hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], 1))
+
+
 def colour_jitter(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator) -> torch.Tensor:
-    """Per-sample brightness, contrast, saturation and hue jitter on (N, 3, H, W) in [0, 1]."""
+    """Per-sample brightness, contrast, saturation and hue jitter on (N, 3, H, W) in [0, 1], each
+    image jittered with probability ``spec.jitter_p`` (factors 1 and shift 0 for the others)."""
     n, device = x.shape[0], x.device
     apply = (torch.rand(n, generator=g, device=device) < spec.jitter_p).view(n, 1, 1, 1)
-    out = x
 
     def factor(strength: float) -> torch.Tensor:
         f = _uniform(n, max(0.0, 1 - strength), 1 + strength, g, device).view(n, 1, 1, 1)
         return torch.where(apply, f, torch.ones_like(f))
 
+    out = x
     if spec.brightness:
-        out = (out * factor(spec.brightness)).clamp(0, 1)
+        out = adjust_brightness(out, factor(spec.brightness))
     if spec.contrast:
-        mean = _grayscale(out).mean((1, 2, 3), keepdim=True)
-        out = ((out - mean) * factor(spec.contrast) + mean).clamp(0, 1)
+        out = adjust_contrast(out, factor(spec.contrast))
     if spec.saturation:
-        grey = _grayscale(out)
-        out = ((out - grey) * factor(spec.saturation) + grey).clamp(0, 1)
+        out = adjust_saturation(out, factor(spec.saturation))
     if spec.hue:
-        shift = _uniform(n, -spec.hue, spec.hue, g, device).view(n, 1, 1)
-        shift = torch.where(apply.view(n, 1, 1), shift, torch.zeros_like(shift))
-        hsv = _rgb_to_hsv(out)
-        hsv = torch.cat([((hsv[:, :1] + shift.unsqueeze(1)) % 1.0), hsv[:, 1:]], 1)
-        out = _hsv_to_rgb(hsv)
+        shift = _uniform(n, -spec.hue, spec.hue, g, device)
+        out = adjust_hue(out, torch.where(apply.view(n), shift, torch.zeros_like(shift)))
     return out
 
 

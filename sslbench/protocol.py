@@ -63,10 +63,11 @@ class Protocol:
         return float(self.lr.get(family, self.lr.get("discriminative", 1e-3)))
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON values (tuples become lists), keys sorted: what is stored with a result."""
         d = dataclasses.asdict(self)
-        d["lr"] = dict(sorted(self.lr.items()))
-        d["arch_options"] = dict(sorted(self.arch_options.items()))
-        return d
+        d["lr"] = dict(self.lr)
+        d["arch_options"] = dict(self.arch_options)
+        return json.loads(json.dumps(d, sort_keys=True))
 
     def hash(self) -> str:
         """A short stable hash of the whole protocol."""
