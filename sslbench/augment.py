@@ -1,6 +1,6 @@
 """Batched, on-device augmentation with per-sample random parameters.
 
-One ``affine_grid`` + ``grid_sample`` performs random-resized-crop and flips for a whole batch; colour
+One sampling grid + ``grid_sample`` performs random-resized-crop and flips for a whole batch; colour
 jitter and grayscale are a few vectorised tensor ops. A method asking for J views of B images gets one
 (B, J, C, H, W) tensor made in a single pass over B*J images. Semantics follow torchvision's
 ``RandomResizedCrop`` (area fraction and log-uniform aspect ratio, crop inside the image; bilinear),
@@ -29,22 +29,19 @@ def crop_params(n: int, spec: AugmentSpec, g: torch.Generator, device: torch.dev
     h = sqrt(s / r); like torchvision, a draw that does not fit is redrawn (up to 10 times) and the
     rest fall back to the whole image clamped to the ratio range.
     """
-    w = torch.ones(n, device=device)
-    h = torch.ones(n, device=device)
-    todo = torch.ones(n, dtype=torch.bool, device=device)
+    tries = 10
+    s = torch.rand(n, tries, generator=g, device=device) * (spec.crop_scale[1] - spec.crop_scale[0]) + spec.crop_scale[0]
     log_lo, log_hi = math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1])
-    for _ in range(10):
-        s = _uniform(n, spec.crop_scale[0], spec.crop_scale[1], g, device)
-        r = torch.exp(_uniform(n, log_lo, log_hi, g, device))
-        cw, ch = torch.sqrt(s * r), torch.sqrt(s / r)
-        ok = todo & (cw <= 1) & (ch <= 1)
-        w = torch.where(ok, cw, w)
-        h = torch.where(ok, ch, h)
-        todo &= ~ok
-    # fallback (torchvision: central crop at the clamped ratio); here: full image, then clamp ratio
-    r_full = torch.ones(n, device=device).clamp(spec.crop_ratio[0], spec.crop_ratio[1])
-    w = torch.where(todo, torch.minimum(torch.ones_like(w), r_full), w)
-    h = torch.where(todo, torch.minimum(torch.ones_like(h), 1 / r_full), h)
+    r = torch.exp(torch.rand(n, tries, generator=g, device=device) * (log_hi - log_lo) + log_lo)
+    cw, ch = torch.sqrt(s * r), torch.sqrt(s / r)
+    ok = (cw <= 1) & (ch <= 1)
+    first = ok.float().argmax(1, keepdim=True)  # the first draw that fits, as torchvision's retry loop
+    w, h = cw.gather(1, first).squeeze(1), ch.gather(1, first).squeeze(1)
+    # no draw fits (rare): torchvision falls back to a central crop at the clamped ratio; here the
+    # whole image, whose ratio 1 lies inside every protocol's range
+    fits = ok.any(1)
+    w = torch.where(fits, w, torch.ones_like(w))
+    h = torch.where(fits, h, torch.ones_like(h))
     cx = (_uniform(n, -1.0, 1.0, g, device)) * (1 - w)
     cy = (_uniform(n, -1.0, 1.0, g, device)) * (1 - h)
     return w, h, cx, cy
@@ -137,10 +134,13 @@ def augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator) -> torch.Ten
     w, h, cx, cy = crop_params(n, spec, g, device)
     sx = torch.where(torch.rand(n, generator=g, device=device) < spec.hflip_p, -w, w)
     sy = torch.where(torch.rand(n, generator=g, device=device) < spec.vflip_p, -h, h)
-    theta = torch.zeros(n, 2, 3, device=device, dtype=x.dtype)
-    theta[:, 0, 0], theta[:, 0, 2] = sx, cx
-    theta[:, 1, 1], theta[:, 1, 2] = sy, cy
-    grid = F.affine_grid(theta, [n, c, height, width], align_corners=False)
+    # the affine map has no rotation or shear, so the sampling grid is two broadcast products
+    # (F.affine_grid would spend a batched matmul on the same numbers)
+    xs = (torch.arange(width, device=device, dtype=x.dtype) * 2 + 1) / width - 1  # pixel centres
+    ys = (torch.arange(height, device=device, dtype=x.dtype) * 2 + 1) / height - 1
+    gx = (sx.view(n, 1, 1) * xs.view(1, 1, width) + cx.view(n, 1, 1)).expand(n, height, width)
+    gy = (sy.view(n, 1, 1) * ys.view(1, height, 1) + cy.view(n, 1, 1)).expand(n, height, width)
+    grid = torch.stack([gx, gy], dim=-1)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if c == 3 and spec.has_colour:
         out = colour_jitter(out, spec, g)
