@@ -217,9 +217,11 @@ def test_vicreg_covariance_on_a_known_matrix() -> None:
     z = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
     assert covariance_term(z).item() == pytest.approx(4.0)
     g = torch.Generator().manual_seed(3)
-    z = torch.randn(20, 7, generator=g)
-    c = torch.cov(z.t())
-    assert covariance_term(z).item() == pytest.approx(((c.pow(2).sum() - c.diag().pow(2).sum()) / 7).item(), rel=1e-5)
+    for n, d in ((20, 7), (5, 12)):  # more samples than dimensions, and fewer (the Gram-matrix path)
+        z = torch.randn(n, d, generator=g) + torch.randn(d, generator=g)
+        c = torch.cov(z.t())
+        off = c.pow(2).sum() - c.diag().pow(2).sum()
+        assert covariance_term(z).item() == pytest.approx((off / d).item(), rel=1e-5)
 
 
 def test_vicreg_loss_is_the_weighted_sum_of_its_three_terms() -> None:

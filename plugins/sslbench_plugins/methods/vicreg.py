@@ -54,12 +54,17 @@ def variance_term(z: torch.Tensor, gamma: float = 1.0, eps: float = 1e-4) -> tor
 
 def covariance_term(z: torch.Tensor) -> torch.Tensor:
     """c(Z) (VICReg eq. 3-4): sum of the squared off-diagonal entries of the covariance matrix
-    C(Z) = (Z - mean)^T (Z - mean) / (n - 1), divided by d."""
+    C(Z) = (Z - mean)^T (Z - mean) / (n - 1), divided by d.
+
+    The sum is ||C||_F^2 - sum_j C_jj^2. When the batch is smaller than d (128 images, d = 2048) the
+    Frobenius norm is computed from the n x n Gram matrix, ||Zc^T Zc||_F = ||Zc Zc^T||_F, which is
+    the same number at n/d of the cost of forming the d x d matrix."""
     n, d = z.shape
     zc = z - z.mean(0)
-    cov = zc.t() @ zc / (n - 1)
-    off = cov.pow(2).sum() - cov.diagonal().pow(2).sum()
-    return off / d
+    diagonal = zc.pow(2).sum(0) / (n - 1)
+    inner = zc @ zc.t() if n < d else zc.t() @ zc
+    frobenius_sq = inner.pow(2).sum() / (n - 1) ** 2
+    return (frobenius_sq - diagonal.pow(2).sum()) / d
 
 
 class VICReg(Method):
