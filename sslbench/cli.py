@@ -23,7 +23,8 @@ app = typer.Typer(
     help="Benchmark self-supervised representation learning methods under one declared protocol.",
     pretty_exceptions_enable=False,
 )
-console = Console()
+# wide tables when output goes to a file or pipe (rich would otherwise assume 80 columns)
+console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 HomeOption = typer.Option(None, "--home", help="Results folder (database + run files); default $SSLBENCH_HOME or ~/.local/share/sslbench.")
@@ -129,7 +130,12 @@ def run(
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished runs are stored; run the same command again to resume.")
         raise typer.Exit(130)
-    rows = summarise(store, store.runs(ids=[c.run_id for c in cells]))
+    stored = store.runs(ids=[c.run_id for c in cells])
+    rows = summarise(store, stored)
+    for record in stored:  # evaluators that were skipped or crashed say why, once per run
+        for m in store.metrics(record.id):
+            if m["value"] is None and m["note"]:
+                err.print(f"[yellow]{m['evaluator']}[/] on {record.method} seed {record.seed}: {m['note']}", highlight=False, markup=True)
     if fmt == "table":
         protocol = cells[0].protocol
         title = f"{dataset}: protocol {protocol['name']} ({cells[0].run_id and ''}{_protocol_hash(protocol)}), selection {select}"
@@ -264,6 +270,291 @@ def results(
         console.print(rich_table(summary, title=f"stored results ({store.path})"))
     else:
         console.print(export(summary, fmt), markup=False, highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# suites: bench, report, compare
+
+
+SuiteFileOption = typer.Option(None, "--file", help="Suite file; default ./benchmarks.toml, else the one beside the sslbench package.")
+
+
+def _suite_file(file: Optional[Path]):  # type: ignore[no-untyped-def]
+    from sslbench.suites import SuiteError, default_suite_file, load_suites
+
+    try:
+        return load_suites(file or default_suite_file())
+    except SuiteError as exc:
+        _fail(str(exc))
+
+
+def _data_dirs(values: Optional[List[str]], datasets: List[str]) -> dict:  # type: ignore[type-arg]
+    """``--data-dir DIR`` (every data set of the suite) or ``--data-dir DATASET=DIR``."""
+    dirs: dict[str, str] = {}
+    for value in values or []:
+        name, sep, folder = value.partition("=")
+        if sep and name in datasets:
+            dirs[name] = folder
+        elif sep and not Path(value).exists():
+            _fail(f"--data-dir {value!r}: {name!r} is not a data set of this suite ({', '.join(datasets)}); write --data-dir DIR or --data-dir DATASET=DIR")
+        else:
+            dirs.update({d: value for d in datasets})
+    return dirs
+
+
+def _suite_cells(file: Optional[Path], name: str, budget: str, registry, data_dir: Optional[List[str]] = None, device: Optional[str] = None):  # type: ignore[no-untyped-def]
+    from sslbench.suites import SuiteError
+
+    sf = _suite_file(file)
+    try:
+        suite = sf.get(name)
+        suite.budget(budget)
+        suite.check(registry)
+        return suite, suite.cells(registry, budget, _data_dirs(data_dir, suite.datasets), device)
+    except SuiteError as exc:
+        _fail(str(exc))
+
+
+def _cell_state(store, cell) -> str:  # type: ignore[no-untyped-def]
+    """What bench would do with a cell: complete, evaluate, train, retrain (interrupted) or failed."""
+    from sslbench.runner import _hash
+
+    record = store.get_run(cell.run_id) if store else None
+    if record is None:
+        return "train"
+    if record.status == "failed":
+        return "failed"
+    if record.status == "done" and (store.home / "runs" / cell.run_id / "model.pt").is_file():
+        missing = [n for n, o in cell.evaluators if not store.has_metrics(cell.run_id, n, _hash(o), cell.selection)]
+        return "evaluate" if missing else "complete"
+    return "retrain"
+
+
+def _list_suites(file: Optional[Path], registry) -> None:  # type: ignore[no-untyped-def]
+    from sslbench.suites import SuiteError
+
+    sf = _suite_file(file)
+    table = Table(title=f"suites in {sf.path}")
+    for col in ("suite", "data sets", "methods", "evaluators", "budgets (runs)", "description"):
+        table.add_column(col, overflow="fold", no_wrap=col == "suite")
+    for suite in sf.suites.values():
+        try:
+            suite.check(registry)
+            budgets = ", ".join(f"{b} ({len(suite.cells(registry, b))})" for b in suite.budgets)
+        except SuiteError as exc:
+            budgets = f"[red]invalid: {exc}[/]"
+        table.add_row(suite.name, ", ".join(suite.datasets), str(len(suite.methods)), ", ".join(suite.evaluators), budgets, suite.description)
+    console.print(table)
+
+
+@app.command()
+def bench(
+    suite_name: Optional[str] = typer.Argument(None, metavar="SUITE", help="Suite name in the suite file (see --list)."),
+    budget: str = typer.Option("cpu", "--budget", "-b", help="Budget of the suite: cpu (2 CPU cores, under an hour) or paper (the published protocol)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid, its size and how much of it is stored; run nothing."),
+    list_suites: bool = typer.Option(False, "--list", help="List the suites of the file with their budgets and grid sizes."),
+    file: Optional[Path] = SuiteFileOption,
+    data_dir: Optional[List[str]] = typer.Option(None, "--data-dir", help="DIR for every data set of the suite, or DATASET=DIR (repeat); overrides the suite's data_dir."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N; default CUDA when present, else CPU."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Run a named suite through the results store. Interrupted (Ctrl-C, kill -9), the same command
+    resumes it: finished runs are reused, unfinished ones retrained."""
+    from sslbench.runner import InProcessExecutor, run_grid
+    from sslbench.store import Store, default_home
+
+    _configure_threads()
+    registry = _registry()
+    if list_suites or suite_name is None:
+        _list_suites(file, registry)
+        return
+    suite, cells = _suite_cells(file, suite_name, budget, registry, data_dir, device)
+    if dry_run:
+        folder = Path(home).expanduser() if home else default_home()
+        store = Store(folder) if (folder / "results.sqlite").is_file() else None
+        states = [_cell_state(store, c) for c in cells]
+        table = Table(title=f"suite {suite.name}, budget {budget}: {len(cells)} runs")
+        for col in ("data set", "method", "epochs", "seeds", "data dir", "stored"):
+            table.add_column(col, overflow="fold")
+        groups: dict = {}
+        for cell, state in zip(cells, states):
+            groups.setdefault((cell.dataset, cell.method), []).append((cell, state))
+        for (dataset, method), items in groups.items():
+            complete = sum(s == "complete" for _, s in items)
+            table.add_row(dataset, method, str(items[0][0].epochs), ", ".join(str(c.seed) for c, _ in items),
+                          items[0][0].data_dir or "-", f"{complete}/{len(items)}")
+        console.print(table)
+        count = {s: states.count(s) for s in ("complete", "evaluate", "train", "retrain", "failed")}
+        console.print(
+            f"{len(cells)} runs: {count['complete']} complete, {count['evaluate']} trained and waiting for evaluators, "
+            f"{count['failed']} failed (kept), {count['retrain']} interrupted (will retrain), {count['train']} to train. "
+            f"Evaluators: {', '.join(suite.evaluators)}.",
+            highlight=False,
+        )
+        return
+    store = Store(home)
+    executor = InProcessExecutor(store, registry)
+    outcomes = []
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[terms]}"), console=err, transient=True,
+    )
+    overall = progress.add_task(f"suite {suite.name} ({budget})", total=len(cells), terms="")
+
+    def on_start(cell):  # type: ignore[no-untyped-def]
+        task = progress.add_task(f"{cell.dataset} {cell.method} seed {cell.seed}", total=None, terms="")
+
+        def report(step: int, total: int, terms: dict[str, float]) -> None:
+            progress.update(task, completed=step, total=total, terms="  ".join(f"{k} {v:.4g}" for k, v in terms.items()))
+
+        return report
+
+    def on_done(outcome) -> None:  # type: ignore[no-untyped-def]
+        for task in list(progress.task_ids):
+            if task != overall:
+                progress.remove_task(task)
+        progress.advance(overall)
+        tag = {"done": "[green]done[/]", "failed": "[red]failed[/]", "error": "[red]error[/]"}[outcome.status]
+        reuse = " (stored run reused)" if outcome.reused else ""
+        msg = f": {outcome.message}" if outcome.message else ""
+        err.print(f"{tag} {outcome.method} on {outcome.dataset}, seed {outcome.seed}{reuse}{msg}  [dim]run {outcome.run_id}[/]", highlight=False)
+        outcomes.append(outcome)
+
+    data_errors = []
+    try:
+        with progress:
+            for dataset in suite.datasets:
+                group = [c for c in cells if c.dataset == dataset]
+                try:
+                    run_grid(group, executor, on_start, on_done)
+                except DataError as exc:
+                    progress.advance(overall, len(group) - sum(1 for o in outcomes if o.dataset == dataset))
+                    data_errors.append(f"{dataset}: {exc}")
+                    err.print(f"[bold red]error:[/] {dataset}: {exc} (its {len(group)} runs were skipped; the other data sets go on)", highlight=False)
+    except KeyboardInterrupt:
+        err.print(f"[yellow]interrupted[/]: finished runs are stored; `sslbench bench {suite.name} --budget {budget}` resumes.")
+        raise typer.Exit(130)
+    _print_suite_summary(store, suite, budget, cells)
+    if data_errors:
+        raise typer.Exit(2)
+    if any(o.status == "error" for o in outcomes):
+        raise typer.Exit(1)
+
+
+def _print_suite_summary(store, suite, budget: str, cells) -> None:  # type: ignore[no-untyped-def]
+    from sslbench.report import rich_table
+    from sslbench.reporting import collect
+    from sslbench.suites import SPREAD_RULE, evaluate_claims
+
+    results = collect(store, suite, budget, cells)
+    for dataset in suite.datasets:
+        rows = results.dataset_rows(dataset)
+        if any(r.seeds for r in rows):
+            console.print(rich_table(rows, title=f"{suite.name} ({budget}) on {dataset}"))
+    claims = evaluate_claims(suite.claims, results.values, budget)
+    if claims:
+        table = Table(title=f"claims of {suite.name} ({budget}); beyond seed spread: {SPREAD_RULE}")
+        for col in ("claim", "result", "figures", "beyond seed spread"):
+            table.add_column(col, overflow="fold")
+        colour = {"held": "green", "not held": "red", "not run": "yellow"}
+        for r in claims:
+            table.add_row(r.claim.text, f"[{colour[r.status]}]{r.status}[/]", r.figures, r.beyond_spread)
+        console.print(table)
+    console.print(f"[dim]results stored in {store.path}; `sslbench report {suite.name} --budget {budget}` writes the report[/]")
+
+
+@app.command()
+def report(
+    suite_name: str = typer.Argument(..., metavar="SUITE", help="Suite name in the suite file."),
+    budget: str = typer.Option("cpu", "--budget", "-b", help="Which budget's runs to report."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder; default HOME/reports/SUITE-BUDGET."),
+    fmt: str = typer.Option("md", "--format", "-f", help="md (report.md only), or also the tables as latex, csv or json."),
+    file: Optional[Path] = SuiteFileOption,
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Write a suite's report: Markdown with result tables, claims (held / not held / not run), PNG
+    plots and the pictures its runs wrote; optionally the same tables as LaTeX, CSV or JSON."""
+    from sslbench.reporting import collect, write_report
+    from sslbench.store import Store
+
+    if fmt not in ("md", "latex", "csv", "json"):
+        _fail(f"--format {fmt!r}: choose md, latex, csv or json")
+    registry = _registry()
+    suite, cells = _suite_cells(file, suite_name, budget, registry)
+    store = Store(home)
+    results = collect(store, suite, budget, cells)
+    folder = out or store.home / "reports" / f"{suite.name}-{budget}"
+    written = write_report(store, results, Path(folder), fmt)
+    counts = results.counts()
+    console.print(f"{counts['done']} of {len(cells)} runs finished; report written:", highlight=False)
+    for path in written:
+        console.print(f"  {path}", highlight=False)
+
+
+@app.command()
+def compare(
+    a: str = typer.Argument(..., help="A run id (or a unique prefix of one), or a suite name, optionally SUITE@BUDGET."),
+    b: str = typer.Argument(..., help="The same kind as A."),
+    budget: str = typer.Option("cpu", "--budget", "-b", help="Budget for suites named without @BUDGET."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md or json."),
+    file: Optional[Path] = SuiteFileOption,
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """Two stored runs or two suites side by side: each metric, the difference B - A and whether it
+    exceeds the seed-to-seed spread (the rule is printed with the result)."""
+    from sslbench.reporting import collect, compare_runs, compare_suites, comparison_text
+    from sslbench.store import Store
+
+    if fmt not in ("table", "md", "json"):
+        _fail(f"--format {fmt!r}: choose table, md or json")
+    store = Store(home)
+
+    def as_run(ref: str):  # type: ignore[no-untyped-def]
+        found = [r for r in store.runs() if r.id.startswith(ref)] if len(ref) >= 4 else []
+        if len(found) > 1:
+            _fail(f"{ref!r} matches {len(found)} runs ({', '.join(r.id for r in found[:5])}); give more of the run id")
+        return found[0] if found else None
+
+    def as_suite(ref: str):  # type: ignore[no-untyped-def]
+        from sslbench.suites import default_suite_file
+
+        name, _, at = ref.partition("@")
+        path = file or default_suite_file()
+        if not path.is_file():
+            return None
+        sf = _suite_file(file)
+        if name not in sf.suites:
+            return None
+        return name, at or budget
+
+    run_a, run_b = as_run(a), as_run(b)
+    if run_a and run_b:
+        result = compare_runs(store, run_a, run_b)
+    else:
+        suite_a, suite_b = as_suite(a), as_suite(b)
+        if not (suite_a and suite_b):
+            unknown = [ref for ref, r, s in ((a, run_a, suite_a), (b, run_b, suite_b)) if not (r or s)]
+            if unknown:
+                _fail(f"{', '.join(repr(u) for u in unknown)}: neither a stored run id (in {store.path}) nor a suite; "
+                      "see `sslbench results --runs` for run ids and `sslbench bench --list` for suites")
+            _fail("compare two runs or two suites, not one of each")
+        registry = _registry()
+        sides = []
+        for name, b_name in (suite_a, suite_b):
+            suite, cells = _suite_cells(file, name, b_name, registry)
+            sides.append(collect(store, suite, b_name, cells))
+        result = compare_suites(sides[0], sides[1])
+    if fmt != "table":
+        console.print(comparison_text(result, fmt), markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(title=result.title)
+    for i, col in enumerate(result.header):
+        table.add_column(col, justify="left" if i < 3 else "right", overflow="fold")
+    for row in result.rows:
+        table.add_row(*row)
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[dim]- {note}[/]", highlight=False)
 
 
 def main() -> None:
