@@ -250,6 +250,7 @@ def results(
         rows = [
             {"id": r.id, "method": r.method, "dataset": r.dataset, "seed": r.seed, "epochs": r.epochs, "status": r.status,
              "failed_step": r.failed_step, "protocol": r.protocol_hash, "img/s": round(r.images_per_s or 0),
+             "aug %": round(100 * (r.augment_share or 0), 1), "peak MB": round(r.peak_memory_mb or 0),
              "metrics": {m["name"]: m["value"] for m in store.metrics(r.id) if m["value"] is not None}}
             for r in records
         ]
@@ -257,12 +258,13 @@ def results(
             print(json.dumps(rows, indent=2))
             return
         table = Table(title=f"stored runs ({store.path})")
-        for col in ("id", "method", "dataset", "seed", "epochs", "status", "protocol", "img/s", "metrics"):
+        for col in ("id", "method", "dataset", "seed", "epochs", "status", "protocol", "img/s", "aug %", "peak MB", "metrics"):
             table.add_column(col, overflow="fold")
         for r in rows:
             status_text = r["status"] + (f" at step {r['failed_step']}" if r["failed_step"] else "")
             metrics = ", ".join(f"{k}={v:.4g}" for k, v in r["metrics"].items())
-            table.add_row(r["id"], r["method"], r["dataset"], str(r["seed"]), str(r["epochs"]), status_text, r["protocol"], str(r["img/s"]), metrics)
+            table.add_row(r["id"], r["method"], r["dataset"], str(r["seed"]), str(r["epochs"]), status_text, r["protocol"],
+                          str(r["img/s"]), str(r["aug %"]), str(r["peak MB"]), metrics)
         console.print(table)
         return
     summary = summarise(store, records)

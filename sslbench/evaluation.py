@@ -116,3 +116,144 @@ def probe_curve(
         curve.val.append(accuracy(val_z, val_y))
         curve.test.append(accuracy(test_z, test_y))
     return curve
+
+
+# --- additions for the full protocol's evaluators (MLP probe, GMM, attributes, top-5) ------------
+
+
+@dataclass
+class Labelled:
+    """The labelled part of an evaluation: train/test embeddings and labels without the samples
+    labelled -1 (no class, e.g. CelebA images with zero or several hair colours), and the fit and
+    validation indices renumbered into the reduced train set."""
+
+    train_z: torch.Tensor
+    train_y: torch.Tensor
+    test_z: torch.Tensor
+    test_y: torch.Tensor
+    fit_index: torch.Tensor
+    val_index: torch.Tensor
+
+
+def labelled(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor, test_y: torch.Tensor, fit_index: torch.Tensor, val_index: torch.Tensor) -> Labelled:
+    """Drop samples whose label is negative (unlabelled) from both splits; see :class:`Labelled`.
+
+    Usage in an evaluator: ``lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y,
+    inputs.fit_index, inputs.val_index)``."""
+    keep_train = train_y >= 0
+    keep_test = test_y >= 0
+    if bool(keep_train.all()) and bool(keep_test.all()):
+        return Labelled(train_z, train_y, test_z, test_y, fit_index, val_index)
+    new_position = keep_train.long().cumsum(0) - 1  # index of each kept train sample after the drop
+    fit = fit_index[keep_train[fit_index]]
+    val = val_index[keep_train[val_index]]
+    return Labelled(
+        train_z[keep_train], train_y[keep_train], test_z[keep_test], test_y[keep_test],
+        new_position[fit], new_position[val],
+    )
+
+
+def probe_curves(
+    head: nn.Module,
+    fit_z: torch.Tensor,
+    fit_y: torch.Tensor,
+    val_z: torch.Tensor,
+    val_y: torch.Tensor,
+    test_z: torch.Tensor,
+    test_y: torch.Tensor,
+    epochs: int,
+    lr: float,
+    weight_decay: float,
+    batch_size: int,
+    seed: int,
+    topks: tuple[int, ...] = (1,),
+) -> dict[int, Curve]:
+    """:func:`probe_curve` recording several top-k accuracies from ONE training run: a
+    ``{k: Curve}`` over epochs for every k in ``topks``. Select the epoch on one of them (top-1) and
+    read the others at that epoch with :func:`curve_at`."""
+    g = torch.Generator(device=fit_z.device).manual_seed(seed)
+    torch.manual_seed(seed)
+    for module in head.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
+    n = fit_z.shape[0]
+
+    @torch.no_grad()
+    def accuracies(z: torch.Tensor, y: torch.Tensor) -> dict[int, float]:
+        head.eval()
+        logits = head(z)
+        head.train()
+        ranked = logits.topk(min(max(topks), logits.shape[1]), dim=1).indices == y.unsqueeze(1)
+        return {k: ranked[:, :k].any(1).float().mean().item() for k in topks}
+
+    curves = {k: Curve([], [], []) for k in topks}
+    head.train()
+    for epoch in range(1, epochs + 1):
+        perm = torch.randperm(n, generator=g, device=fit_z.device)
+        for start in range(0, n, batch_size):
+            idx = perm[start : start + batch_size]
+            loss = F.cross_entropy(head(fit_z[idx]), fit_y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        val, test = accuracies(val_z, val_y), accuracies(test_z, test_y)
+        for k in topks:
+            curves[k].values.append(epoch)
+            curves[k].val.append(val[k])
+            curves[k].test.append(test[k])
+    return curves
+
+
+def curve_at(curve: Curve, value: int) -> float:
+    """The test score of ``curve`` at hyper-parameter ``value`` (e.g. top-5 at the epoch chosen on
+    top-1)."""
+    return curve.test[curve.values.index(value)]
+
+
+def r2_score(target: torch.Tensor, prediction: torch.Tensor) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot (SS_tot about the target's own mean), the
+    definition of scikit-learn's ``r2_score``. A constant target (SS_tot = 0) scores 1 when predicted
+    exactly and 0 otherwise, as scikit-learn does."""
+    ss_res = (target - prediction).pow(2).sum()
+    ss_tot = (target - target.mean()).pow(2).sum()
+    if ss_tot <= 0:
+        return 1.0 if ss_res <= 0 else 0.0
+    return float(1.0 - ss_res / ss_tot)
+
+
+def ridge_curve(fit_z: torch.Tensor, fit_t: torch.Tensor, val_z: torch.Tensor, val_t: torch.Tensor, test_z: torch.Tensor, test_t: torch.Tensor, alphas: list[float]) -> Curve:
+    """Ridge regression of a scalar target on (standardised) embeddings, closed form, for each
+    penalty in ``alphas``: w = (Z^T Z + alpha * n * I)^-1 Z^T (t - mean t) on the fit split (penalty
+    scaled by the number of samples so one grid suits any size), with Z centred on its fit mean and
+    an unpenalised intercept. Scores are R^2 on validation and test (:func:`r2_score`);
+    ``Curve.values`` are the alphas."""
+    mean_z = fit_z.double().mean(0, keepdim=True)
+    z = fit_z.double() - mean_z
+    t = fit_t.double()
+    mean_t = t.mean()
+    gram = z.T @ z
+    rhs = z.T @ (t - mean_t)
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    curve = Curve([], [], [])
+    for alpha in alphas:
+        w = torch.linalg.solve(gram + alpha * z.shape[0] * eye, rhs)
+        curve.values.append(alpha)  # type: ignore[arg-type]
+        curve.val.append(r2_score(val_t.double(), (val_z.double() - mean_z) @ w + mean_t))
+        curve.test.append(r2_score(test_t.double(), (test_z.double() - mean_z) @ w + mean_t))
+    return curve
+
+
+def hungarian_accuracy(true: "np.ndarray", predicted: "np.ndarray") -> float:
+    """Clustering accuracy: the share of samples whose cluster maps to their class under the
+    one-to-one cluster-to-class assignment maximising the matches (Hungarian algorithm,
+    ``scipy.optimize.linear_sum_assignment``); clusters left unmatched count as errors."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    clusters, cluster_of = np.unique(predicted, return_inverse=True)
+    classes, class_of = np.unique(true, return_inverse=True)
+    counts = np.zeros((len(clusters), len(classes)), dtype=np.int64)
+    np.add.at(counts, (cluster_of, class_of), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    return float(counts[rows, cols].sum() / len(true))

@@ -2,7 +2,8 @@
 
 Trained with Adam on the cached embeddings (on the device); the reported epoch is chosen on the
 validation split (default) or on the test set (``--select test``). With ``--select val`` the probe is
-fitted on train minus the validation split."""
+fitted on train minus the validation split. With more than five classes the top-5 accuracy at the
+chosen epoch is reported as ``linear_top5``. Samples labelled -1 (no class) are left out."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from sslbench import hookimpl
 from sslbench.api import EvalInputs, Evaluator, Param
-from sslbench.evaluation import probe_curve, standardise
+from sslbench.evaluation import curve_at, labelled, probe_curves, standardise
 
 
 class LinearProbe(Evaluator):
@@ -25,16 +26,21 @@ class LinearProbe(Evaluator):
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         data = inputs.data
-        fit, val = inputs.fit_index, inputs.val_index
-        fit_z, val_z, test_z = standardise(inputs.train_z[fit], inputs.train_z[val], inputs.test_z)
+        lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y, inputs.fit_index, inputs.val_index)
+        fit, val = lab.fit_index, lab.val_index
+        fit_z, val_z, test_z = standardise(lab.train_z[fit], lab.train_z[val], lab.test_z)
         head = nn.Linear(fit_z.shape[1], data.num_classes).to(fit_z.device)
-        curve = probe_curve(
-            head, fit_z, data.train_y[fit], val_z, data.train_y[val], test_z, data.test_y,
+        topks = (1, 5) if data.num_classes > 5 else (1,)
+        curves = probe_curves(
+            head, fit_z, lab.train_y[fit], val_z, lab.train_y[val], test_z, lab.test_y,
             epochs=int(options["epochs"]), lr=float(options["lr"]), weight_decay=float(options["weight_decay"]),
-            batch_size=int(options["batch_size"]), seed=inputs.seed,
+            batch_size=int(options["batch_size"]), seed=inputs.seed, topks=topks,
         )
-        epoch, acc = curve.select(inputs.selection)
-        return {"linear_acc": acc, "linear_epoch": float(epoch)}
+        epoch, acc = curves[1].select(inputs.selection)
+        result = {"linear_acc": acc, "linear_epoch": float(epoch)}
+        if 5 in curves:
+            result["linear_top5"] = curve_at(curves[5], epoch)
+        return result
 
 
 @hookimpl
