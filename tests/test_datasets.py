@@ -361,6 +361,8 @@ def test_shapes_is_seeded_and_sized(registry) -> None:  # type: ignore[no-untype
     assert list(a.attr_names) == ["colour", "x", "y", "scale", "rot_cos", "rot_sin"]
     assert list(a.attr_kinds) == ["categorical"] + ["continuous"] * 5
     assert plugin.protocol.name == "colour-conv" and not plugin.needs_files
+    small = plugin.load(None, n_train=64, n_test=16, seed=3, size=16)
+    assert small.train_x.shape == (64, 3, 16, 16) and torch.equal(small.train_y, a.train_y)  # same draws, smaller
 
 
 def test_shapes_images_show_their_factors(registry) -> None:  # type: ignore[no-untyped-def]
