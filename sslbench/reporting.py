@@ -1,0 +1,417 @@
+"""Suite reports and comparisons: a suite's stored runs as tables, claims, plots and a Markdown
+report (with the same tables as LaTeX, CSV or JSON), and two runs or two suites side by side.
+
+Only the metrics a suite asked for count: for each cell, the evaluators of the suite with the
+suite's options and selection rule (a run shared with another suite may carry other metrics too).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from sslbench.protocol import Protocol
+from sslbench.report import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, format_value, mean_std, rows_as_records
+from sslbench.runner import Cell, _hash
+from sslbench.store import RunRecord, Store
+from sslbench.suites import SPREAD_RULE, ClaimResult, Suite, evaluate_claims, welch
+
+#: run-folder pictures and the report section each belongs to (any other PNG goes to "other pictures")
+PICTURE_SECTIONS = {
+    "reconstructions.png": "Reconstructions and samples",
+    "samples.png": "Reconstructions and samples",
+    "uncertainty_hist.png": "Uncertainty",
+    "uncertainty_vs_corruption.png": "Uncertainty",
+}
+STATUS_ORDER = ("done", "not evaluated", "failed", "error", "running", "not run")
+
+
+@dataclass
+class SuiteResults:
+    """A suite's grid at one budget against the store."""
+
+    suite: Suite
+    budget: str
+    cells: list[Cell]
+    records: dict[str, RunRecord]
+    rows: list[Row]
+    #: (dataset, method) -> metric -> per-seed values
+    values: dict[tuple[str, str], dict[str, list[float]]]
+    #: run id -> "done", "not evaluated" (trained, metrics missing), "failed", "error", "running" or "not run"
+    status: dict[str, str]
+    #: (dataset, method) -> seed -> per-epoch loss terms
+    histories: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in STATUS_ORDER}
+        for s in self.status.values():
+            out[s] += 1
+        return out
+
+    def dataset_rows(self, dataset: str) -> list[Row]:
+        return [r for r in self.rows if r.dataset == dataset]
+
+    def dataset_values(self, dataset: str) -> dict[str, dict[str, list[float]]]:
+        return {m: self.values.get((dataset, m), {}) for m in self.suite.methods}
+
+
+def collect(store: Store, suite: Suite, budget: str, cells: Sequence[Cell]) -> SuiteResults:
+    """Gather the stored runs of ``cells`` and the metrics the suite asked for."""
+    records = {r.id: r for r in store.runs(ids=[c.run_id for c in cells])}
+    rows: dict[tuple[str, str], Row] = {}
+    values: dict[tuple[str, str], dict[str, list[float]]] = {}
+    status: dict[str, str] = {}
+    histories: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = {}
+    for cell in cells:
+        key = (cell.dataset, cell.method)
+        row = rows.setdefault(key, Row(cell.dataset, cell.method, Protocol.from_dict(cell.protocol).hash(), cell.epochs))
+        record = records.get(cell.run_id)
+        status[cell.run_id] = record.status if record else "not run"
+        if record is None or record.status != "done":
+            if record is not None and record.status in ("failed", "error"):
+                where = f" at step {record.failed_step}" if record.failed_step else ""
+                row.failed.append(f"seed {cell.seed}: {record.status}{where}")
+            continue
+        wanted = {(name, _hash(options)) for name, options in cell.evaluators}
+        metrics = [m for m in store.metrics(cell.run_id) if (m["evaluator"], m["options_hash"]) in wanted and m["selection"] == cell.selection]
+        if not metrics and cell.evaluators:
+            status[cell.run_id] = "not evaluated"  # trained; the next bench evaluates it
+            continue
+        row.seeds.append(cell.seed)
+        if record.images_per_s:
+            row.images_per_s.append(record.images_per_s)
+            if record.augment_share is not None:
+                row.augment_share.append(record.augment_share)
+        for m in metrics:
+            row.selection.add(m["selection"])
+            if m["value"] is None:
+                row.notes[m["evaluator"]] = m["note"] or ""
+            else:
+                row.metrics.setdefault(m["name"], []).append(float(m["value"]))
+                values.setdefault(key, {}).setdefault(m["name"], []).append(float(m["value"]))
+        if record.history:
+            histories.setdefault(key, {})[cell.seed] = record.history
+    return SuiteResults(suite, budget, list(cells), records, list(rows.values()), values, status, histories)
+
+
+# ------------------------------------------------------------------------------------------------
+# claims and tables as text
+
+
+def claim_records(results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
+    return [
+        {
+            "claim": r.claim.text, "dataset": r.claim.dataset, "metric": r.claim.metric, "status": r.status,
+            "figures": r.figures, "detail": r.detail, "beyond_seed_spread": r.beyond_spread,
+            "budget": r.claim.budget, "source": r.claim.source, **r.numbers,
+        }
+        for r in results
+    ]
+
+
+def claims_table(results: Sequence[ClaimResult], fmt: str = "md") -> str:
+    from tabulate import tabulate
+
+    header = ["claim", "result", "figures (mean ± std over seeds, n)", "detail", "beyond seed spread"]
+    body = []
+    for r in results:
+        mark = {"held": "held", "not held": "**not held**", "not run": "not run"}[r.status] if fmt == "md" else r.status
+        source = f" ({r.claim.source})" if r.claim.source else ""
+        body.append([r.claim.text + source, mark, r.figures, r.detail, r.beyond_spread])
+    if fmt == "latex":
+        return tabulate([[c.replace("±", "$\\pm$").replace("%", "\\%") for c in row] for row in body], header, tablefmt="latex_raw")
+    return tabulate(body, header, tablefmt="github")
+
+
+def _metric_order(rows: Sequence[Row]) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        for name in row.metrics:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def content_metrics(names: Sequence[str]) -> list[str]:
+    """Accuracy-like metrics of the content class (not the per-attribute style probes)."""
+    return [n for n in names if n.endswith("_acc") and not n.startswith("attr_")]
+
+
+def style_metrics(names: Sequence[str]) -> list[str]:
+    return [n for n in ("attr_mean_acc", "attr_mean_r2") if n in names]
+
+
+# ------------------------------------------------------------------------------------------------
+# the report
+
+
+def _copy_pictures(store: Store, results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Path]]]:
+    """Copy the PNGs runs wrote into their folders (first finished seed of each dataset/method) into
+    ``out/runs``; returns section -> [(caption, relative path)]."""
+    sections: dict[str, list[tuple[str, Path]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for cell in results.cells:
+        key = (cell.dataset, cell.method)
+        if key in seen or results.status.get(cell.run_id) != "done":
+            continue
+        folder = store.home / "runs" / cell.run_id
+        pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+        if not pngs:
+            continue
+        seen.add(key)
+        for png in pngs:
+            target = out / "runs" / f"{cell.dataset}-{cell.method}-seed{cell.seed}-{png.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(png, target)
+            section = PICTURE_SECTIONS.get(png.name, "Other pictures")
+            caption = f"{cell.method} on {cell.dataset}, seed {cell.seed}: {png.stem.replace('_', ' ')}"
+            sections.setdefault(section, []).append((caption, target.relative_to(out)))
+    return sections
+
+
+def make_plots(results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Path]]]:
+    """Every plot of the report, per dataset: dataset -> [(caption, relative path)]."""
+    from sslbench import plots
+
+    made: dict[str, list[tuple[str, Path]]] = {}
+    suite = results.suite
+    for dataset in suite.datasets:
+        values = results.dataset_values(dataset)
+        names = _metric_order(results.dataset_rows(dataset))
+        content = content_metrics(names)
+        styles = style_metrics(names)
+        others = [n for n in names if n not in content and not n.startswith("attr_") and not n.endswith(DETAIL_SUFFIXES + PERCENT_SUFFIXES)]
+        tag = f"{suite.name} ({results.budget}) on {dataset}"
+        entries = []
+        if content:
+            p = plots.metric_bars(f"{tag}: accuracy per method\nbars: mean ± std over seeds; dots: single seeds", suite.methods, values, content, out / f"accuracy-{dataset}.png")
+            if p:
+                entries.append(("Accuracy per method", p.relative_to(out)))
+        if others:
+            p = plots.metric_panels(f"{tag}: other metrics (mean ± std over seeds; dots: single seeds)", suite.methods, values, others, out / f"metrics-{dataset}.png")
+            if p:
+                entries.append(("Other metrics", p.relative_to(out)))
+        if styles and content:
+            p = plots.style_scatter(f"{tag}: style against content", suite.methods, values, content[0], styles, out / f"style-{dataset}.png")
+            if p:
+                entries.append(("Style against content", p.relative_to(out)))
+        histories = {m: results.histories.get((dataset, m), {}) for m in suite.methods}
+        p = plots.training_curves(f"{tag}: training curves (per-epoch mean of each loss term)", histories, out / f"curves-{dataset}.png")
+        if p:
+            entries.append(("Training curves", p.relative_to(out)))
+        made[dataset] = entries
+    return made
+
+
+def _budget_line(suite: Suite, budget: str, cells: Sequence[Cell]) -> str:
+    b = suite.budgets[budget]
+    epochs = sorted({(c.method, c.epochs) for c in cells}, key=lambda x: suite.methods.index(x[0]))
+    by_epochs: dict[int, list[str]] = {}
+    for method, n in epochs:
+        by_epochs.setdefault(n, []).append(method)
+    shown = "; ".join(f"{n} epochs: {', '.join(ms)}" for n, ms in sorted(by_epochs.items()))
+    return f"budget `{budget}`{f' ({b.description})' if b.description else ''}: seeds {', '.join(map(str, b.seeds))}; {shown}"
+
+
+def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimResult], out: Path) -> str:
+    suite = results.suite
+    counts = results.counts()
+    protocols = sorted({(c.dataset, c.protocol["name"], Protocol.from_dict(c.protocol).hash()) for c in results.cells})
+    lines = [
+        f"# Suite `{suite.name}`, budget `{results.budget}`",
+        "",
+        suite.description,
+        "",
+        f"- {_budget_line(suite, results.budget, results.cells)}",
+        f"- data sets and protocols: {', '.join(f'{d} (`{n}`, hash `{h}`)' for d, n, h in protocols)}",
+        f"- evaluators: {', '.join(suite.evaluators)}; model selection on `{suite.selection}`"
+        + (" (validation split carved from train)" if suite.selection == "val" else " (test set, as the SimVAE paper)"),
+        f"- runs: {len(results.cells)} in the grid; " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),
+        f"- store: `{store.path}`; generated {time.strftime('%Y-%m-%d %H:%M')}",
+        "",
+    ]
+    if counts["done"] < len(results.cells):
+        lines += [f"> {len(results.cells) - counts['done']} of {len(results.cells)} runs are not finished: `sslbench bench {suite.name} --budget {results.budget}` resumes them.", ""]
+    lines += ["## Claims", ""]
+    if claims:
+        held = sum(r.status == "held" for r in claims)
+        not_held = sum(r.status == "not held" for r in claims)
+        lines += [
+            f"{held} held, {not_held} not held, {len(claims) - held - not_held} not run. An ordering holds when the seed "
+            f"means are in the stated order; \"beyond seed spread\" is {SPREAD_RULE}.",
+            "",
+            claims_table(claims),
+            "",
+        ]
+    else:
+        lines += ["The suite states no claims.", ""]
+    plots = make_plots(results, out)
+    for dataset in suite.datasets:
+        rows = results.dataset_rows(dataset)
+        lines += [f"## Results on {dataset}", "", "Mean ± sample std over seeds (accuracies in %); `seeds` counts finished runs.", "", export(rows, "md"), ""]
+        notes = sorted({f"{r.method}: {ev}: {note}" for r in rows for ev, note in r.notes.items()})
+        failed = [f"{r.method}: {f}" for r in rows for f in r.failed]
+        if failed:
+            lines += ["Failed runs: " + "; ".join(failed), ""]
+        if notes:
+            lines += ["Notes: " + "; ".join(notes), ""]
+        for caption, path in plots.get(dataset, []):
+            lines += [f"### {caption}", "", f"![{caption}]({path.as_posix()})", ""]
+    pictures = _copy_pictures(store, results, out)
+    for section in ("Reconstructions and samples", "Uncertainty", "Other pictures"):
+        if section in pictures:
+            lines += [f"## {section}", "", "Written by the evaluators into each run's folder (first finished seed shown).", ""]
+            for caption, path in pictures[section]:
+                lines += [f"**{caption}**", "", f"![{caption}]({path.as_posix()})", ""]
+    lines += ["## Runs", "", runs_table(results), ""]
+    return "\n".join(lines)
+
+
+def runs_table(results: SuiteResults) -> str:
+    from tabulate import tabulate
+
+    body = []
+    for cell in results.cells:
+        record = results.records.get(cell.run_id)
+        status = results.status[cell.run_id]
+        seconds = f"{record.train_seconds:.0f}" if record and record.train_seconds else "-"
+        body.append([cell.run_id, cell.dataset, cell.method, cell.seed, cell.epochs, status, seconds])
+    return tabulate(body, ["run", "dataset", "method", "seed", "epochs", "status", "train s"], tablefmt="github")
+
+
+def write_report(store: Store, results: SuiteResults, out: Path, fmt: str = "md") -> list[Path]:
+    """Write ``report.md`` (tables, claims, plots, pictures) into ``out`` and, for ``fmt`` latex, csv
+    or json, the same tables in that format. Returns the files written (report first)."""
+    if fmt not in ("md", "latex", "csv", "json"):
+        raise ValueError(f"--format {fmt!r}: choose md, latex, csv or json")
+    out.mkdir(parents=True, exist_ok=True)
+    claims = evaluate_claims(results.suite.claims, results.values, results.budget)
+    written = [out / "report.md"]
+    written[0].write_text(markdown_report(store, results, claims, out), encoding="utf-8")
+    suite = results.suite
+    if fmt == "latex":
+        parts = [f"% sslbench suite {suite.name}, budget {results.budget}"]
+        for dataset in suite.datasets:
+            parts += [f"% results on {dataset}", export(results.dataset_rows(dataset), "latex")]
+        if claims:
+            parts += ["% claims", claims_table(claims, "latex")]
+        written.append(out / "report.tex")
+        written[-1].write_text("\n\n".join(parts) + "\n", encoding="utf-8")
+    elif fmt == "csv":
+        written.append(out / "results.csv")
+        written[-1].write_text(export(results.rows, "csv"), encoding="utf-8")
+        buf = io.StringIO()
+        records = claim_records(claims)
+        fields = ["claim", "dataset", "metric", "status", "figures", "detail", "beyond_seed_spread", "budget", "source", "difference", "p_value"]
+        writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(records)
+        written.append(out / "claims.csv")
+        written[-1].write_text(buf.getvalue(), encoding="utf-8")
+    elif fmt == "json":
+        written.append(out / "report.json")
+        written[-1].write_text(json.dumps(report_json(results, claims), indent=2), encoding="utf-8")
+    return written
+
+
+def report_json(results: SuiteResults, claims: Sequence[ClaimResult]) -> dict[str, Any]:
+    return {
+        "suite": results.suite.name,
+        "budget": results.budget,
+        "runs": {rid: s for rid, s in results.status.items()},
+        "results": rows_as_records(results.rows),
+        "claims": claim_records(claims),
+        "spread_rule": SPREAD_RULE,
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# compare
+
+
+@dataclass
+class Comparison:
+    """Two sides (runs or suites) metric by metric."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    records: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _fmt(metric: str, v: float) -> str:
+    return f"{100 * v:+.2f}" if metric.endswith(PERCENT_SUFFIXES) else f"{v:+.4g}"
+
+
+def compare_runs(store: Store, a: RunRecord, b: RunRecord) -> Comparison:
+    """Two single runs: each metric (same evaluator and selection rule) and B - A. One run per side
+    has no seed spread, so no verdict on it."""
+
+    def metrics(run: RunRecord) -> dict[tuple[str, str, str], float]:
+        return {(m["evaluator"], m["selection"], m["name"]): m["value"] for m in store.metrics(run.id) if m["value"] is not None}
+
+    ma, mb = metrics(a), metrics(b)
+    keys = list(dict.fromkeys([*ma, *mb]))
+    rows, records = [], []
+    for evaluator, selection, name in keys:
+        va, vb = ma.get((evaluator, selection, name)), mb.get((evaluator, selection, name))
+        diff = vb - va if va is not None and vb is not None else None
+        rows.append([f"{name} ({evaluator}, {selection})", format_value(name, [va]) if va is not None else "-",
+                     format_value(name, [vb]) if vb is not None else "-", _fmt(name, diff) if diff is not None else "-"])
+        records.append({"metric": name, "evaluator": evaluator, "selection": selection, "a": va, "b": vb, "difference": diff})
+    differs = [k for k in ("method", "dataset", "seed", "epochs", "protocol_hash") if getattr(a, k) != getattr(b, k)]
+    pa, pb = a.config.get("method_params", {}), b.config.get("method_params", {})
+    if pa != pb:
+        differs.append("method_params")
+    notes = [
+        f"A = run {a.id}: {a.method} on {a.dataset}, seed {a.seed}, {a.epochs} epochs, protocol {a.protocol_hash}, {a.status}",
+        f"B = run {b.id}: {b.method} on {b.dataset}, seed {b.seed}, {b.epochs} epochs, protocol {b.protocol_hash}, {b.status}",
+        f"the runs differ in: {', '.join(differs) or 'nothing that changes training'}",
+        "one run per side: no seed-to-seed spread to judge the difference against; compare two suites "
+        "(several seeds) for that",
+    ]
+    return Comparison(f"run {a.id} vs run {b.id}", ["metric", "A", "B", "B - A"], rows, records, notes)
+
+
+def compare_suites(a: SuiteResults, b: SuiteResults) -> Comparison:
+    """Two suites (or budgets): every (dataset, method, metric) present in both, mean ± std over
+    seeds, the difference and whether it exceeds the seed-to-seed spread (:data:`SPREAD_RULE`)."""
+    rows, records = [], []
+    keys = [k for k in a.values if k in b.values]
+    for dataset, method in keys:
+        va, vb = a.values[(dataset, method)], b.values[(dataset, method)]
+        for metric in [m for m in va if m in vb and not m.endswith(DETAIL_SUFFIXES)]:
+            xa, xb = va[metric], vb[metric]
+            diff = mean_std(xb)[0] - mean_std(xa)[0]
+            p = welch(xa, xb)
+            verdict = "n/a (1 seed)" if p is None else ("yes" if p < 0.05 else "no")
+            rows.append([dataset, method, metric, f"{format_value(metric, xa)} (n={len(xa)})", f"{format_value(metric, xb)} (n={len(xb)})",
+                         _fmt(metric, diff), "-" if p is None else f"{p:.3g}", verdict])
+            records.append({"dataset": dataset, "method": method, "metric": metric, "a": xa, "b": xb, "difference": diff, "p_value": p, "beyond_seed_spread": verdict})
+    name_a, name_b = f"{a.suite.name}@{a.budget}", f"{b.suite.name}@{b.budget}"
+    notes = [f"A = {name_a}, B = {name_b}; differences are B - A (accuracies in percentage points)",
+             f"beyond seed spread: {SPREAD_RULE}"]
+    if not rows:
+        notes.append("no (data set, method, metric) has finished runs on both sides")
+    return Comparison(f"{name_a} vs {name_b}", ["dataset", "method", "metric", "A", "B", "B - A", "Welch p", "beyond seed spread"], rows, records, notes)
+
+
+def comparison_text(c: Comparison, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"title": c.title, "rows": c.records, "notes": c.notes}, indent=2)
+    from tabulate import tabulate
+
+    return "\n".join([f"## {c.title}", "", tabulate(c.rows, c.header, tablefmt="github"), "", *[f"- {n}" for n in c.notes]])
+
+
+__all__ = [
+    "Comparison", "SuiteResults", "claims_table", "collect", "compare_runs", "compare_suites", "comparison_text",
+    "make_plots", "markdown_report", "write_report",
+]
