@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from sslbench import hookimpl
 from sslbench.api import EvalInputs, Evaluator, Param
-from sslbench.evaluation import knn_curve
+from sslbench.evaluation import knn_curve, labelled
 
 
 class KNN(Evaluator):
@@ -18,10 +18,9 @@ class KNN(Evaluator):
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         data = inputs.data
         ks = list(range(1, int(options["k_max"]) + 1))
-        curve = knn_curve(
-            inputs.train_z, data.train_y, inputs.test_z, data.test_y,
-            inputs.fit_index, inputs.val_index, ks, data.num_classes,
-        )
+        # images without a label (-1, e.g. CelebA's ambiguous hair colour) are neither neighbours nor queries
+        lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y, inputs.fit_index, inputs.val_index)
+        curve = knn_curve(lab.train_z, lab.train_y, lab.test_z, lab.test_y, lab.fit_index, lab.val_index, ks, data.num_classes)
         k, acc = curve.select(inputs.selection)
         return {"knn_acc": acc, "knn_k": float(k)}
 
