@@ -4,10 +4,14 @@ and the model-selection rule (validation split or test set) every reported numbe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    from sslbench.api import EvalInputs
 
 
 @dataclass
@@ -68,56 +72,6 @@ def knn_curve(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor
     )
 
 
-def probe_curve(
-    head: nn.Module,
-    fit_z: torch.Tensor,
-    fit_y: torch.Tensor,
-    val_z: torch.Tensor,
-    val_y: torch.Tensor,
-    test_z: torch.Tensor,
-    test_y: torch.Tensor,
-    epochs: int,
-    lr: float,
-    weight_decay: float,
-    batch_size: int,
-    seed: int,
-    topk: int = 1,
-) -> Curve:
-    """Train ``head`` with cross-entropy on cached (standardised) embeddings; record validation and
-    test accuracy (top-``topk``) after every epoch. Runs on the embeddings' device."""
-    g = torch.Generator(device=fit_z.device).manual_seed(seed)
-    torch.manual_seed(seed)
-    for module in head.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=weight_decay)
-    n = fit_z.shape[0]
-
-    @torch.no_grad()
-    def accuracy(z: torch.Tensor, y: torch.Tensor) -> float:
-        head.eval()
-        logits = head(z)
-        head.train()
-        k = min(topk, logits.shape[1])
-        hits = (logits.topk(k, dim=1).indices == y.unsqueeze(1)).any(1)
-        return hits.float().mean().item()
-
-    curve = Curve([], [], [])
-    head.train()
-    for epoch in range(1, epochs + 1):
-        perm = torch.randperm(n, generator=g, device=fit_z.device)
-        for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            loss = F.cross_entropy(head(fit_z[idx]), fit_y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        curve.values.append(epoch)
-        curve.val.append(accuracy(val_z, val_y))
-        curve.test.append(accuracy(test_z, test_y))
-    return curve
-
-
 # --- additions for the full protocol's evaluators (MLP probe, GMM, attributes, top-5) ------------
 
 
@@ -168,9 +122,10 @@ def probe_curves(
     seed: int,
     topks: tuple[int, ...] = (1,),
 ) -> dict[int, Curve]:
-    """:func:`probe_curve` recording several top-k accuracies from ONE training run: a
-    ``{k: Curve}`` over epochs for every k in ``topks``. Select the epoch on one of them (top-1) and
-    read the others at that epoch with :func:`curve_at`."""
+    """Train ``head`` with cross-entropy on cached (standardised) embeddings, recording validation
+    and test top-k accuracy after every epoch for every k in ``topks``: a ``{k: Curve}`` from ONE
+    training run. Select the epoch on one of them (top-1) and read the others at that epoch with
+    :func:`curve_at`. Runs on the embeddings' device."""
     g = torch.Generator(device=fit_z.device).manual_seed(seed)
     torch.manual_seed(seed)
     for module in head.modules():
@@ -257,3 +212,25 @@ def hungarian_accuracy(true: "np.ndarray", predicted: "np.ndarray") -> float:
     np.add.at(counts, (cluster_of, class_of), 1)
     rows, cols = linear_sum_assignment(counts, maximize=True)
     return float(counts[rows, cols].sum() / len(true))
+
+
+def classification_probe(inputs: "EvalInputs", head: nn.Module, prefix: str, options: dict) -> dict[str, float]:
+    """The protocol's probe evaluation shared by the linear and MLP probes: unlabelled (-1) images left
+    out, features standardised on the fit split, ``head`` trained by :func:`probe_curves`, epoch chosen
+    by ``inputs.selection``; reports ``<prefix>_acc``, ``<prefix>_epoch`` and, beyond five classes,
+    ``<prefix>_top5`` at the chosen epoch."""
+    data = inputs.data
+    lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y, inputs.fit_index, inputs.val_index)
+    fit, val = lab.fit_index, lab.val_index
+    fit_z, val_z, test_z = standardise(lab.train_z[fit], lab.train_z[val], lab.test_z)
+    topks = (1, 5) if data.num_classes > 5 else (1,)
+    curves = probe_curves(
+        head.to(fit_z.device), fit_z, lab.train_y[fit], val_z, lab.train_y[val], test_z, lab.test_y,
+        epochs=int(options["epochs"]), lr=float(options["lr"]), weight_decay=float(options["weight_decay"]),
+        batch_size=int(options["batch_size"]), seed=inputs.seed, topks=topks,
+    )
+    epoch, acc = curves[1].select(inputs.selection)
+    result = {f"{prefix}_acc": acc, f"{prefix}_epoch": float(epoch)}
+    if 5 in curves:
+        result[f"{prefix}_top5"] = curve_at(curves[5], epoch)
+    return result

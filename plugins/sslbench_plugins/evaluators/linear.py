@@ -11,7 +11,7 @@ from torch import nn
 
 from sslbench import hookimpl
 from sslbench.api import EvalInputs, Evaluator, Param
-from sslbench.evaluation import curve_at, labelled, probe_curves, standardise
+from sslbench.evaluation import classification_probe
 
 
 class LinearProbe(Evaluator):
@@ -25,22 +25,8 @@ class LinearProbe(Evaluator):
     }
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
-        data = inputs.data
-        lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y, inputs.fit_index, inputs.val_index)
-        fit, val = lab.fit_index, lab.val_index
-        fit_z, val_z, test_z = standardise(lab.train_z[fit], lab.train_z[val], lab.test_z)
-        head = nn.Linear(fit_z.shape[1], data.num_classes).to(fit_z.device)
-        topks = (1, 5) if data.num_classes > 5 else (1,)
-        curves = probe_curves(
-            head, fit_z, lab.train_y[fit], val_z, lab.train_y[val], test_z, lab.test_y,
-            epochs=int(options["epochs"]), lr=float(options["lr"]), weight_decay=float(options["weight_decay"]),
-            batch_size=int(options["batch_size"]), seed=inputs.seed, topks=topks,
-        )
-        epoch, acc = curves[1].select(inputs.selection)
-        result = {"linear_acc": acc, "linear_epoch": float(epoch)}
-        if 5 in curves:
-            result["linear_top5"] = curve_at(curves[5], epoch)
-        return result
+        head = nn.Linear(inputs.train_z.shape[1], inputs.data.num_classes)
+        return classification_probe(inputs, head, "linear", options)
 
 
 @hookimpl

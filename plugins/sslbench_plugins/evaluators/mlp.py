@@ -12,7 +12,7 @@ from torch import nn
 
 from sslbench import hookimpl
 from sslbench.api import EvalInputs, Evaluator, Param
-from sslbench.evaluation import curve_at, labelled, probe_curves, standardise
+from sslbench.evaluation import classification_probe
 
 
 class MLPProbe(Evaluator):
@@ -27,24 +27,11 @@ class MLPProbe(Evaluator):
     }
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
-        data = inputs.data
-        lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y, inputs.fit_index, inputs.val_index)
-        fit, val = lab.fit_index, lab.val_index
-        fit_z, val_z, test_z = standardise(lab.train_z[fit], lab.train_z[val], lab.test_z)
+        hidden = int(options["hidden"])
         head = nn.Sequential(
-            nn.Linear(fit_z.shape[1], int(options["hidden"])), nn.ReLU(), nn.Linear(int(options["hidden"]), data.num_classes)
-        ).to(fit_z.device)
-        topks = (1, 5) if data.num_classes > 5 else (1,)
-        curves = probe_curves(
-            head, fit_z, lab.train_y[fit], val_z, lab.train_y[val], test_z, lab.test_y,
-            epochs=int(options["epochs"]), lr=float(options["lr"]), weight_decay=float(options["weight_decay"]),
-            batch_size=int(options["batch_size"]), seed=inputs.seed, topks=topks,
+            nn.Linear(inputs.train_z.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, inputs.data.num_classes)
         )
-        epoch, acc = curves[1].select(inputs.selection)
-        result = {"mlp_acc": acc, "mlp_epoch": float(epoch)}
-        if 5 in curves:
-            result["mlp_top5"] = curve_at(curves[5], epoch)
-        return result
+        return classification_probe(inputs, head, "mlp", options)
 
 
 @hookimpl
