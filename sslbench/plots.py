@@ -29,9 +29,14 @@ def _label(metric: str) -> str:
     return f"{metric} (%)" if metric.endswith(PERCENT_SUFFIXES) else metric
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def _figure(width: float, height: float) -> Figure:
+    """A figure on the Agg canvas whose layout keeps titles, labels and the suptitle apart."""
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    fig.tight_layout()
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     return path
@@ -52,7 +57,7 @@ def metric_bars(title: str, methods: Sequence[str], values: Values, metrics: Seq
     if not present:
         return None
     width = 0.8 / len(metrics)
-    fig = Figure(figsize=(max(5.0, 0.75 * len(present) * max(1, len(metrics)) ** 0.5 + 2), 3.6))
+    fig = _figure(max(5.0, 0.75 * len(present) * max(1, len(metrics)) ** 0.5 + 2), 3.6)
     ax = fig.add_subplot(1, 1, 1)
     for j, (metric, colour) in enumerate(zip(metrics, _colours(len(metrics)))):
         s = _scale(metric)
@@ -88,7 +93,7 @@ def metric_panels(title: str, methods: Sequence[str], values: Values, metrics: S
         return None
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = Figure(figsize=(3.4 * cols, 2.8 * rows))
+    fig = _figure(3.4 * cols, 2.8 * rows)
     colours = dict(zip(methods, _colours(len(methods))))
     for n, metric in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, n + 1)
@@ -115,7 +120,7 @@ def style_scatter(title: str, methods: Sequence[str], values: Values, content: s
     styles = [s for s in styles if any(values.get(m, {}).get(s) and values.get(m, {}).get(content) for m in methods)]
     if not styles:
         return None
-    fig = Figure(figsize=(4.2 * len(styles), 3.8))
+    fig = _figure(4.2 * len(styles), 3.8)
     colours = dict(zip(methods, _colours(len(methods))))
     for n, style in enumerate(styles):
         ax = fig.add_subplot(1, len(styles), n + 1)
@@ -144,7 +149,7 @@ def training_curves(title: str, histories: Mapping[str, Mapping[int, Mapping[str
         return None
     terms = {m: sorted({t for h in histories[m].values() for t in h}, key=lambda t: (t != "loss", t)) for m in methods}
     cols = max(len(t) for t in terms.values())
-    fig = Figure(figsize=(2.5 * cols + 0.6, 1.9 * len(methods) + 0.5))
+    fig = _figure(2.5 * cols + 0.6, 1.9 * len(methods) + 0.5)
     for r, method in enumerate(methods):
         for c, term in enumerate(terms[method]):
             ax = fig.add_subplot(len(methods), cols, r * cols + c + 1)
@@ -160,7 +165,11 @@ def training_curves(title: str, histories: Mapping[str, Mapping[int, Mapping[str
                 ax.set_xlabel("epoch", fontsize=7)
             if c == 0 and len(histories[method]) > 1:
                 ax.legend(fontsize=6)
-            ax.xaxis.get_major_locator().set_params(integer=True)
+            longest = max((len(h.get(term, [])) for h in histories[method].values()), default=0)
+            if longest <= 10:
+                ax.set_xticks(range(1, longest + 1))
+            else:
+                ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 

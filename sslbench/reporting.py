@@ -115,6 +115,17 @@ def claim_records(results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
     ]
 
 
+LATEX_ESCAPES = {
+    "\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_", "{": "\\{", "}": "\\}",
+    "~": "\\textasciitilde{}", "^": "\\textasciicircum{}", "±": "$\\pm$", ">": "$>$", "<": "$<$",
+}
+
+
+def latex_text(text: str) -> str:
+    """Plain text made safe inside a LaTeX table cell."""
+    return "".join(LATEX_ESCAPES.get(c, c) for c in text.replace("**", ""))
+
+
 def claims_table(results: Sequence[ClaimResult], fmt: str = "md") -> str:
     from tabulate import tabulate
 
@@ -125,8 +136,8 @@ def claims_table(results: Sequence[ClaimResult], fmt: str = "md") -> str:
         source = f" ({r.claim.source})" if r.claim.source else ""
         body.append([r.claim.text + source, mark, r.figures, r.detail, r.beyond_spread])
     if fmt == "latex":
-        return tabulate([[c.replace("±", "$\\pm$").replace("%", "\\%") for c in row] for row in body], header, tablefmt="latex_raw")
-    return tabulate(body, header, tablefmt="github")
+        return tabulate([[latex_text(c) for c in row] for row in body], header, tablefmt="latex_raw", disable_numparse=True)
+    return tabulate(body, header, tablefmt="github", disable_numparse=True)
 
 
 def _metric_order(rows: Sequence[Row]) -> list[str]:
@@ -408,7 +419,8 @@ def comparison_text(c: Comparison, fmt: str) -> str:
         return json.dumps({"title": c.title, "rows": c.records, "notes": c.notes}, indent=2)
     from tabulate import tabulate
 
-    return "\n".join([f"## {c.title}", "", tabulate(c.rows, c.header, tablefmt="github"), "", *[f"- {n}" for n in c.notes]])
+    table = tabulate(c.rows, c.header, tablefmt="github", disable_numparse=True)
+    return "\n".join([f"## {c.title}", "", table, "", *[f"- {n}" for n in c.notes]])
 
 
 __all__ = [
