@@ -134,7 +134,9 @@ class ClassConditionalSamples(Evaluator):
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         data = inputs.data
         per_class, num_eval, k = int(options["per_class"]), int(options["num_eval"]), int(options["k"])
-        train_z, train_y = inputs.train_z, data.train_y.to(inputs.train_z.device)
+        train_y = data.train_y.to(inputs.train_z.device)
+        keep = train_y >= 0  # unlabelled images (-1) belong to no class Gaussian
+        train_z, train_y = inputs.train_z[keep], train_y[keep]
         k = min(k, train_z.shape[0])
         gaussians = ClassGaussians.fit(train_z, train_y)
         generator = torch.Generator().manual_seed(inputs.seed)
@@ -153,8 +155,9 @@ class ClassConditionalSamples(Evaluator):
         eval_images = per_row[:, :num_eval].flatten(0, 1)
         eval_labels = y.view(n_classes, -1)[:, :num_eval].flatten()
         generator_test = torch.Generator().manual_seed(0)
-        n_ref = min(num_eval * n_classes, data.test_x.shape[0])
-        ref = torch.randperm(data.test_x.shape[0], generator=generator_test)[:n_ref].to(inputs.test_z.device)
+        labelled_test = (data.test_y.cpu() >= 0).nonzero().squeeze(1)
+        n_ref = min(num_eval * n_classes, labelled_test.numel())
+        ref = labelled_test[torch.randperm(labelled_test.numel(), generator=generator_test)[:n_ref]].to(inputs.test_z.device)
         recon = decode_all(inputs, inputs.test_z[ref])
         metrics = {
             "samples_knn_agreement": agreement(eval_images, eval_labels),
