@@ -41,10 +41,13 @@ def log_prob(z: torch.Tensor, mu: torch.Tensor, kappa: torch.Tensor) -> torch.Te
     2020, eq. 2).
 
     ``z`` and ``mu`` are (..., d) unit vectors (normalise them first), ``kappa`` is (...) or (..., 1)
-    and positive. The cosine is clamped just above -1 so an antipodal ``z`` gives a large finite
-    penalty instead of -inf.
+    and positive. The cosine is clamped to one machine epsilon above -1, so an antipodal ``z`` gives
+    a large finite penalty instead of -inf. Half-precision inputs (bf16 autocast) are computed in
+    float32: lgamma of (d - 1) / 2 + kappa loses every digit that matters in bf16.
     """
+    if z.dtype in (torch.float16, torch.bfloat16) or mu.dtype in (torch.float16, torch.bfloat16) or kappa.dtype in (torch.float16, torch.bfloat16):
+        z, mu, kappa = z.float(), mu.float(), kappa.float()
     if kappa.dim() == z.dim():
         kappa = kappa.squeeze(-1)
-    cosine = (mu * z).sum(-1).clamp(min=-1.0 + 1e-6, max=1.0)
+    cosine = (mu * z).sum(-1).clamp(min=-1.0 + torch.finfo(z.dtype).eps, max=1.0)
     return log_normaliser(kappa, z.shape[-1]) + kappa * torch.log1p(cosine)
