@@ -73,6 +73,7 @@ def run(
     save_images: bool = typer.Option(False, "--save-images", help="Also write PNG grids (reconstructions, samples) into each run's folder."),
     force: bool = typer.Option(False, "--force", help="Retrain and re-evaluate even when a finished run is stored."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, latex, csv or json."),
+    losses: bool = typer.Option(False, "--losses", help="Add each loss term's last-epoch value to the table."),
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Train each METHOD under the data set's protocol, evaluate frozen representations, print the comparison."""
@@ -139,7 +140,7 @@ def run(
     if fmt == "table":
         protocol = cells[0].protocol
         title = f"{dataset}: protocol {protocol['name']} ({cells[0].run_id and ''}{_protocol_hash(protocol)}), selection {select}"
-        console.print(rich_table(rows, title=title))
+        console.print(rich_table(rows, title=title, losses=losses))
         if save_images:
             for o in outcomes:
                 folder = store.home / "runs" / o.run_id
@@ -148,7 +149,7 @@ def run(
                     console.print(f"images for {o.method} seed {o.seed}: {folder}")
         console.print(f"[dim]results stored in {store.path}[/]")
     else:
-        console.print(export(rows, fmt), markup=False, highlight=False, soft_wrap=True)
+        console.print(export(rows, fmt, losses=losses), markup=False, highlight=False, soft_wrap=True)
     if any(o.status == "error" for o in outcomes):
         raise typer.Exit(1)
 
@@ -234,6 +235,7 @@ def results(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this data set."),
     status: Optional[str] = typer.Option(None, "--status", help="done, failed, error or running."),
     runs: bool = typer.Option(False, "--runs", help="List individual runs instead of the mean ± std summary."),
+    losses: bool = typer.Option(False, "--losses", help="Add each loss term's last-epoch value to the summary."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, latex, csv or json."),
     home: Optional[Path] = HomeOption,
 ) -> None:
@@ -269,9 +271,9 @@ def results(
         return
     summary = summarise(store, records)
     if fmt == "table":
-        console.print(rich_table(summary, title=f"stored results ({store.path})"))
+        console.print(rich_table(summary, title=f"stored results ({store.path})", losses=losses))
     else:
-        console.print(export(summary, fmt), markup=False, highlight=False, soft_wrap=True)
+        console.print(export(summary, fmt, losses=losses), markup=False, highlight=False, soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------------

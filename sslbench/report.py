@@ -33,6 +33,8 @@ class Row:
     selection: set[str] = field(default_factory=set)
     images_per_s: list[float] = field(default_factory=list)
     augment_share: list[float] = field(default_factory=list)
+    #: each loss term's value in the last training epoch, one per seed
+    final_terms: dict[str, list[float]] = field(default_factory=dict)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -58,6 +60,9 @@ def summarise(store: Store, runs: Sequence[RunRecord]) -> list[Row]:
             row.images_per_s.append(run.images_per_s)
         if run.augment_share is not None and run.images_per_s:
             row.augment_share.append(run.augment_share)
+        for term, per_epoch in run.history.items():
+            if per_epoch:
+                row.final_terms.setdefault(term, []).append(per_epoch[-1])
         for m in store.metrics(run.id):
             row.selection.add(m["selection"])
             if m["value"] is None:
@@ -83,19 +88,25 @@ def format_value(name: str, values: Sequence[float]) -> str:
     if name.endswith(PERCENT_SUFFIXES):
         m, s = 100 * m, 100 * s
         return f"{m:.1f} ± {s:.1f}" if len(values) > 1 else f"{m:.1f}"
-    digits = 4 if abs(m) < 10 else 1
-    return f"{m:.{digits}g} ± {s:.2g}" if len(values) > 1 else f"{m:.{digits}g}"
+    spec = ".4g" if abs(m) < 10 else ".1f"
+    return f"{m:{spec}} ± {s:.2g}" if len(values) > 1 else f"{m:{spec}}"
 
 
-def table_rows(rows: Sequence[Row], details: bool = False) -> tuple[list[str], list[list[str]]]:
-    """Header and string cells of the comparison table."""
+def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False) -> tuple[list[str], list[list[str]]]:
+    """Header and string cells of the comparison table; ``losses`` adds each loss term's value in the
+    last training epoch (e.g. the InfoNCE that separates SSVAE's couplings)."""
     cols = metric_columns(rows, details)
-    header = ["dataset", "method", "epochs", "seeds", *cols, "img/s", "aug %"]
+    terms: list[str] = []
+    if losses:
+        for row in rows:
+            terms += [t for t in row.final_terms if t not in terms]
+    header = ["dataset", "method", "epochs", "seeds", *cols, *[f"final {t}" for t in terms], "img/s", "aug %"]
     body = []
     for row in rows:
         n = f"{len(row.seeds)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")
         cells = [row.dataset, row.method, str(row.epochs), n]
         cells += [format_value(c, row.metrics.get(c, [])) for c in cols]
+        cells += [format_value(t, row.final_terms.get(t, [])) for t in terms]
         cells.append(f"{statistics.fmean(row.images_per_s):,.0f}" if row.images_per_s else "-")
         cells.append(f"{100 * statistics.fmean(row.augment_share):.0f}" if row.augment_share else "-")
         body.append(cells)
@@ -119,17 +130,18 @@ def rows_as_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
                 for name, v in row.metrics.items()
             },
             "notes": row.notes,
+            "final_loss_terms": {t: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "n": len(v)} for t, v in row.final_terms.items()},
             "images_per_s": statistics.fmean(row.images_per_s) if row.images_per_s else None,
             "augment_share": statistics.fmean(row.augment_share) if row.augment_share else None,
         })
     return out
 
 
-def export(rows: Sequence[Row], fmt: str) -> str:
+def export(rows: Sequence[Row], fmt: str, losses: bool = False) -> str:
     """The comparison as Markdown (``md``), LaTeX (``latex``), CSV (``csv``) or JSON (``json``)."""
     if fmt == "json":
         return json.dumps(rows_as_records(rows), indent=2)
-    header, body = table_rows(rows, details=fmt == "csv")
+    header, body = table_rows(rows, details=fmt == "csv", losses=losses)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -145,10 +157,10 @@ def export(rows: Sequence[Row], fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}: choose table, md, latex, csv or json")
 
 
-def rich_table(rows: Sequence[Row], title: str | None = None):  # type: ignore[no-untyped-def]
+def rich_table(rows: Sequence[Row], title: str | None = None, losses: bool = False):  # type: ignore[no-untyped-def]
     from rich.table import Table
 
-    header, body = table_rows(rows)
+    header, body = table_rows(rows, losses=losses)
     table = Table(title=title, show_lines=False)
     for i, h in enumerate(header):
         table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 2)
