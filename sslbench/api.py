@@ -319,6 +319,8 @@ class Evaluator:
     params: ClassVar[Mapping[str, Param]] = {}
     #: method capabilities this evaluator needs (e.g. {"decode"}); runs lacking one are skipped
     requires: ClassVar[frozenset[str]] = frozenset()
+    #: whether ``sslbench run --save-images`` adds this evaluator (it writes picture grids)
+    on_save_images: ClassVar[bool] = False
 
     def applies(self, inputs: EvalInputs) -> str | None:
         """None when the evaluator can run on ``inputs``, else the reason it cannot (stored)."""

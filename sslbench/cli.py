@@ -84,10 +84,11 @@ def run(
     _configure_threads()
     registry = _registry()
     evaluators = list(evaluator or ["knn", "linear"])
-    if save_images and "samples" not in evaluators:
-        if "samples" not in registry.evaluators:
-            _fail("--save-images needs the 'samples' evaluator, which no installed plugin registers")
-        evaluators.append("samples")
+    if save_images:
+        pictures = sorted(name for name, cls in registry.evaluators.items() if cls.on_save_images)
+        if not pictures:
+            _fail("--save-images needs an evaluator that writes pictures (such as 'samples'); no installed plugin registers one")
+        evaluators += [name for name in pictures if name not in evaluators]
     if fmt not in ("table", "md", "latex", "csv", "json"):
         _fail(f"--format {fmt!r}: choose table, md, latex, csv or json")
     try:

@@ -120,6 +120,7 @@ def needs_labels(inputs: EvalInputs) -> str | None:
 
 class ClassConditionalSamples(Evaluator):
     name = "samples"
+    on_save_images = True
     description = "class-conditional generation (Gaussian per class, decoded): PNG grids + kNN agreement of the samples"
     params = {
         "per_class": Param(10, "generated images per class drawn in samples.png", minimum=1),
