@@ -398,6 +398,13 @@ def bench(
         )
         return
     store = Store(home)
+    states = [_cell_state(store, c) for c in cells]
+    err.print(
+        f"suite {suite.name}, budget {budget}: {len(cells)} runs, {states.count('complete')} already complete, "
+        f"{states.count('evaluate')} to evaluate, {states.count('train') + states.count('retrain')} to train "
+        f"({states.count('retrain')} interrupted earlier); store {store.path}",
+        highlight=False,
+    )
     executor = InProcessExecutor(store, registry)
     outcomes = []
     progress = Progress(

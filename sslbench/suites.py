@@ -608,7 +608,11 @@ def _amount(sf: SuiteFile, keys: Sequence[Any], value: Any, what: str) -> float:
 def _parse_claim(sf: SuiteFile, at: list[Any], raw: Any, suite: Suite) -> list[Claim]:
     def check_method(name: str, keys: Sequence[Any]) -> None:
         if name not in suite.methods:
-            raise _fail(sf, keys, f"claim names method {name!r}, which is not in the suite's methods ({', '.join(suite.methods)})")
+            import difflib
+
+            close = difflib.get_close_matches(name, suite.methods, n=1, cutoff=0.6)
+            hint = f"; the suite lists {close[0]!r}: is one of the two misspelt?" if close else ""
+            raise _fail(sf, keys, f"claim names method {name!r}, which is not in the suite's methods ({', '.join(suite.methods)}){hint}")
 
     def datasets_for(dataset: str | None, keys: Sequence[Any]) -> list[str]:
         if dataset is None:
@@ -758,6 +762,9 @@ def evaluate_claims(
         result = ClaimResult(claim, "not run", figures)
         if missing:
             result.detail = f"no stored {claim.metric} for {', '.join(missing)} in {claim.dataset}"
+            stored = sorted({k for m in missing for k in results.get((claim.dataset, m), {})})
+            if stored:  # the runs exist: the metric name is probably wrong
+                result.detail += f" (its runs store {', '.join(stored)}; is the metric name right?)"
             out.append(result)
             continue
         if claim.kind == "order":

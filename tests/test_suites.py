@@ -202,7 +202,7 @@ def test_claims_held_not_held_not_run(tmp_path) -> None:  # type: ignore[no-unty
     assert [r.status for r in results] == ["held", "not run", "held"]
     assert "vae 81.0 ± 1.4 (n=2) vs random 70.5 ± 0.7 (n=2)" == results[0].figures
     assert results[0].beyond_spread == "yes" and results[0].numbers["difference"] == pytest.approx(0.105)
-    assert "no stored linear_acc for simclr" in results[1].detail
+    assert "no stored linear_acc for simclr" in results[1].detail and "its runs store knn_acc" in results[1].detail
     assert "reference 90% ± 5%" in results[2].figures
     values[("digits", "vae")]["knn_acc"] = [0.60, 0.75]
     values[("digits", "simclr")]["knn_acc"] = [0.70]
