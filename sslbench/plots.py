@@ -72,7 +72,7 @@ def metric_bars(title: str, methods: Sequence[str], values: Values, metrics: Seq
                    yerr=std if len(seeds) > 1 else None, capsize=3, error_kw={"elinewidth": 1})
             ax.plot([x] * len(seeds), seeds, "o", color="black", markersize=2.5, zorder=3)
             labelled = True
-    ax.legend(fontsize=8, loc="lower right", framealpha=0.85)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xticks(range(len(present)))
     ax.set_xticklabels(present, rotation=30, ha="right", fontsize=9)
     percent = all(m.endswith(PERCENT_SUFFIXES) for m in metrics)

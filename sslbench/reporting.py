@@ -12,9 +12,9 @@ import io
 import json
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sslbench.protocol import Protocol
 from sslbench.report import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, format_value, mean_std, rows_as_records
@@ -220,6 +220,11 @@ def make_plots(results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Pa
     return made
 
 
+def _only_metrics(rows: Sequence[Row], keep: Callable[[str], bool]) -> list[Row]:
+    """Copies of ``rows`` holding only the metrics whose name passes ``keep``."""
+    return [replace(r, metrics={k: v for k, v in r.metrics.items() if keep(k)}) for r in rows]
+
+
 def _budget_line(suite: Suite, budget: str, cells: Sequence[Cell]) -> str:
     b = suite.budgets[budget]
     epochs = sorted({(c.method, c.epochs) for c in cells}, key=lambda x: suite.methods.index(x[0]))
@@ -237,8 +242,7 @@ def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimR
     lines = [
         f"# Suite `{suite.name}`, budget `{results.budget}`",
         "",
-        suite.description,
-        "",
+        *([suite.description, ""] if suite.description else []),
         f"- {_budget_line(suite, results.budget, results.cells)}",
         f"- data sets and protocols: {', '.join(f'{d} (`{n}`, hash `{h}`)' for d, n, h in protocols)}",
         f"- evaluators: {', '.join(suite.evaluators)}; model selection on `{suite.selection}`"
@@ -265,7 +269,13 @@ def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimR
     plots = make_plots(results, out)
     for dataset in suite.datasets:
         rows = results.dataset_rows(dataset)
-        lines += [f"## Results on {dataset}", "", "Mean ± sample std over seeds (accuracies in %); `seeds` counts finished runs.", "", export(rows, "md"), ""]
+        lines += [f"## Results on {dataset}", "", "Mean ± sample std over seeds (accuracies in %); `seeds` counts finished runs.", ""]
+        content_rows = _only_metrics(rows, lambda name: not name.startswith("attr_"))
+        lines += [export(content_rows, "md"), ""]
+        style_rows = _only_metrics(rows, lambda name: name.startswith("attr_"))
+        if any(r.metrics for r in style_rows):
+            lines += ["Style: linear probes of each attribute (`attr_<name>`: accuracy for categorical attributes, R² for continuous ones).", "",
+                      export(style_rows, "md"), ""]
         notes = sorted({f"{r.method}: {ev}: {note}" for r in rows for ev, note in r.notes.items()})
         failed = [f"{r.method}: {f}" for r in rows for f in r.failed]
         if failed:
