@@ -444,7 +444,8 @@ def bench(
                     data_errors.append(f"{dataset}: {exc}")
                     err.print(f"[bold red]error:[/] {dataset}: {exc} (its {len(group)} runs were skipped; the other data sets go on)", highlight=False)
     except KeyboardInterrupt:
-        err.print(f"[yellow]interrupted[/]: finished runs are stored; `sslbench bench {suite.name} --budget {budget}` resumes.")
+        again = " ".join(["sslbench bench", suite.name, "--budget", budget, *(["--file", str(file)] if file else []), *(["--home", str(home)] if home else [])])
+        err.print(f"[yellow]interrupted[/]: finished runs are stored; `{again}` resumes.", highlight=False)
         raise typer.Exit(130)
     _print_suite_summary(store, suite, budget, cells)
     if data_errors:
