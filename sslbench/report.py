@@ -137,6 +137,17 @@ def rows_as_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
     return out
 
 
+LATEX_ESCAPES = {
+    "\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_", "{": "\\{", "}": "\\}",
+    "~": "\\textasciitilde{}", "^": "\\textasciicircum{}", "±": "$\\pm$", ">": "$>$", "<": "$<$",
+}
+
+
+def latex_text(text: str) -> str:
+    """Plain text made safe inside a LaTeX table cell."""
+    return "".join(LATEX_ESCAPES.get(c, c) for c in text.replace("**", ""))
+
+
 def export(rows: Sequence[Row], fmt: str, losses: bool = False) -> str:
     """The comparison as Markdown (``md``), LaTeX (``latex``), CSV (``csv``) or JSON (``json``)."""
     if fmt == "json":
@@ -153,7 +164,7 @@ def export(rows: Sequence[Row], fmt: str, losses: bool = False) -> str:
     if fmt == "md":
         return tabulate(body, header, tablefmt="github")
     if fmt == "latex":
-        return tabulate([[c.replace("±", "$\\pm$") for c in r] for r in body], header, tablefmt="latex_raw")
+        return tabulate([[latex_text(c) for c in r] for r in body], [latex_text(h) for h in header], tablefmt="latex_raw")
     raise ValueError(f"unknown format {fmt!r}: choose table, md, latex, csv or json")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sslbench.protocol import Protocol
-from sslbench.report import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, format_value, mean_std, rows_as_records
+from sslbench.report import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, format_value, latex_text, mean_std, rows_as_records
 from sslbench.runner import Cell, _hash
 from sslbench.store import RunRecord, Store
 from sslbench.suites import SPREAD_RULE, ClaimResult, Suite, evaluate_claims, welch
@@ -113,17 +113,6 @@ def claim_records(results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
         }
         for r in results
     ]
-
-
-LATEX_ESCAPES = {
-    "\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#", "_": "\\_", "{": "\\{", "}": "\\}",
-    "~": "\\textasciitilde{}", "^": "\\textasciicircum{}", "±": "$\\pm$", ">": "$>$", "<": "$<$",
-}
-
-
-def latex_text(text: str) -> str:
-    """Plain text made safe inside a LaTeX table cell."""
-    return "".join(LATEX_ESCAPES.get(c, c) for c in text.replace("**", ""))
 
 
 def claims_table(results: Sequence[ClaimResult], fmt: str = "md") -> str:
