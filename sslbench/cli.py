@@ -35,6 +35,14 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
+    """One line per finished cell: done / failed (with the step) / error, and whether it was reused."""
+    tag = {"done": "[green]done[/]", "failed": "[red]failed[/]", "error": "[red]error[/]"}[outcome.status]
+    reuse = " (stored run reused)" if outcome.reused else ""
+    msg = f": {outcome.message}" if outcome.message else ""
+    err.print(f"{tag} {outcome.method} on {outcome.dataset}, seed {outcome.seed}{reuse}{msg}  [dim]run {outcome.run_id}[/]", highlight=False)
+
+
 def _registry():  # type: ignore[no-untyped-def]
     registry = get_registry()
     for warning in registry.warnings:
@@ -118,10 +126,7 @@ def run(
     def on_done(outcome) -> None:  # type: ignore[no-untyped-def]
         for task in list(progress.task_ids):
             progress.remove_task(task)
-        tag = {"done": "[green]done[/]", "failed": "[red]failed[/]", "error": "[red]error[/]"}[outcome.status]
-        reuse = " (stored run reused)" if outcome.reused else ""
-        msg = f": {outcome.message}" if outcome.message else ""
-        err.print(f"{tag} {outcome.method} on {outcome.dataset}, seed {outcome.seed}{reuse}{msg}  [dim]run {outcome.run_id}[/]", highlight=False)
+        _print_outcome(outcome)
         outcomes.append(outcome)
 
     try:
@@ -426,10 +431,7 @@ def bench(
             if task != overall:
                 progress.remove_task(task)
         progress.advance(overall)
-        tag = {"done": "[green]done[/]", "failed": "[red]failed[/]", "error": "[red]error[/]"}[outcome.status]
-        reuse = " (stored run reused)" if outcome.reused else ""
-        msg = f": {outcome.message}" if outcome.message else ""
-        err.print(f"{tag} {outcome.method} on {outcome.dataset}, seed {outcome.seed}{reuse}{msg}  [dim]run {outcome.run_id}[/]", highlight=False)
+        _print_outcome(outcome)
         outcomes.append(outcome)
 
     data_errors = []
