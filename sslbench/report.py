@@ -28,6 +28,8 @@ class Row:
     epochs: int
     seeds: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    #: runs stored as "running": under way in another process, or interrupted (rerun to resume)
+    unfinished: list[int] = field(default_factory=list)
     metrics: dict[str, list[float]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     selection: set[str] = field(default_factory=set)
@@ -51,6 +53,9 @@ def summarise(store: Store, runs: Sequence[RunRecord]) -> list[Row]:
         params = json.dumps(run.config.get("method_params", {}), sort_keys=True)
         key = (run.dataset, run.method, run.protocol_hash, run.epochs, params)
         row = rows.setdefault(key, Row(run.dataset, run.method, run.protocol_hash, run.epochs))
+        if run.status == "running":
+            row.unfinished.append(run.seed)
+            continue
         if run.status != "done":
             where = f" at step {run.failed_step}" if run.failed_step else ""
             row.failed.append(f"seed {run.seed}: {run.status}{where}")
@@ -104,6 +109,7 @@ def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False)
     body = []
     for row in rows:
         n = f"{len(row.seeds)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")
+        n += f" (+{len(row.unfinished)} unfinished)" if row.unfinished else ""
         cells = [row.dataset, row.method, str(row.epochs), n]
         cells += [format_value(c, row.metrics.get(c, [])) for c in cols]
         cells += [format_value(t, row.final_terms.get(t, [])) for t in terms]
@@ -124,6 +130,7 @@ def rows_as_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
             "protocol_hash": row.protocol_hash,
             "seeds": row.seeds,
             "failed": row.failed,
+            "unfinished_seeds": row.unfinished,
             "selection": sorted(row.selection),
             "metrics": {
                 name: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "n": len(v), "values": v}
