@@ -141,13 +141,14 @@ def style_scatter(title: str, methods: Sequence[str], values: Values, content: s
 
 
 def training_curves(title: str, histories: Mapping[str, Mapping[int, Mapping[str, Sequence[float]]]], path: Path) -> Path | None:
-    """Per-epoch mean of every logged loss term (``histories``: method -> seed -> term -> values):
+    """The curve of every logged loss term (``histories``: method -> seed -> term -> values, with the
+    x positions in epochs under ``"_epoch"``, else one value per epoch):
     one row of panels per method, one panel per term (``loss`` first, each on its own scale), one
     line per seed."""
     methods = [m for m, runs in histories.items() if any(h for h in runs.values())]
     if not methods:
         return None
-    terms = {m: sorted({t for h in histories[m].values() for t in h}, key=lambda t: (t != "loss", t)) for m in methods}
+    terms = {m: sorted({t for h in histories[m].values() for t in h if not t.startswith("_")}, key=lambda t: (t != "loss", t)) for m in methods}
     cols = max(len(t) for t in terms.values())
     fig = _figure(2.5 * cols + 0.6, 1.9 * len(methods) + 0.5)
     for r, method in enumerate(methods):
@@ -155,8 +156,9 @@ def training_curves(title: str, histories: Mapping[str, Mapping[int, Mapping[str
             ax = fig.add_subplot(len(methods), cols, r * cols + c + 1)
             for seed, history in histories[method].items():
                 ys = history.get(term, [])
+                xs = history.get("_epoch") or list(range(1, len(ys) + 1))
                 if ys:
-                    ax.plot(range(1, len(ys) + 1), ys, marker="o" if len(ys) < 15 else None, markersize=3,
+                    ax.plot(xs[: len(ys)], ys, marker="o" if len(ys) < 15 else None, markersize=3,
                             linewidth=1, label=f"seed {seed}")
             ax.set_title(f"{method}: {term}", fontsize=8)
             ax.tick_params(labelsize=7)
@@ -165,11 +167,7 @@ def training_curves(title: str, histories: Mapping[str, Mapping[int, Mapping[str
                 ax.set_xlabel("epoch", fontsize=7)
             if c == 0 and len(histories[method]) > 1:
                 ax.legend(fontsize=6)
-            longest = max((len(h.get(term, [])) for h in histories[method].values()), default=0)
-            if longest <= 10:
-                ax.set_xticks(range(1, longest + 1))
-            else:
-                ax.xaxis.get_major_locator().set_params(integer=True)
+            ax.xaxis.get_major_locator().set_params(integer=True)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 

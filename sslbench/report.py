@@ -35,7 +35,7 @@ class Row:
     selection: set[str] = field(default_factory=set)
     images_per_s: list[float] = field(default_factory=list)
     augment_share: list[float] = field(default_factory=list)
-    #: each loss term's value in the last training epoch, one per seed
+    #: each loss term's value at the end of training (last point of its curve), one per seed
     final_terms: dict[str, list[float]] = field(default_factory=dict)
 
 
@@ -65,9 +65,9 @@ def summarise(store: Store, runs: Sequence[RunRecord]) -> list[Row]:
             row.images_per_s.append(run.images_per_s)
         if run.augment_share is not None and run.images_per_s:
             row.augment_share.append(run.augment_share)
-        for term, per_epoch in run.history.items():
-            if per_epoch:
-                row.final_terms.setdefault(term, []).append(per_epoch[-1])
+        for term, curve in run.history.items():
+            if curve and not term.startswith("_"):  # "_epoch" is the curve's x axis
+                row.final_terms.setdefault(term, []).append(curve[-1])
         for m in store.metrics(run.id):
             row.selection.add(m["selection"])
             if m["value"] is None:
@@ -98,8 +98,8 @@ def format_value(name: str, values: Sequence[float]) -> str:
 
 
 def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False) -> tuple[list[str], list[list[str]]]:
-    """Header and string cells of the comparison table; ``losses`` adds each loss term's value in the
-    last training epoch (e.g. the InfoNCE that separates SSVAE's couplings)."""
+    """Header and string cells of the comparison table; ``losses`` adds each loss term's value at the
+    end of training (e.g. the InfoNCE that separates SSVAE's couplings)."""
     cols = metric_columns(rows, details)
     terms: list[str] = []
     if losses:

@@ -202,7 +202,7 @@ def make_plots(results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Pa
             if p:
                 entries.append(("Style against content", p.relative_to(out)))
         histories = {m: results.histories.get((dataset, m), {}) for m in suite.methods}
-        p = plots.training_curves(f"{tag}: training curves (per-epoch mean of each loss term)", histories, out / f"curves-{dataset}.png")
+        p = plots.training_curves(f"{tag}: training curves (each loss term, mean over short intervals)", histories, out / f"curves-{dataset}.png")
         if p:
             entries.append(("Training curves", p.relative_to(out)))
         made[dataset] = entries

@@ -31,6 +31,10 @@ class Diverged(RuntimeError):
         self.terms = terms
 
 
+#: a training curve has at least this many points, however few epochs the budget has
+HISTORY_POINTS = 20
+
+
 class StepReporter(TypingProtocol):
     def __call__(self, step: int, total: int, terms: dict[str, float]) -> None: ...
 
@@ -43,7 +47,8 @@ class TrainResult:
     augment_seconds: float = 0.0
     peak_memory_mb: float = 0.0
     memory_kind: str = ""
-    #: per-epoch mean of each loss term
+    #: each loss term's mean over successive intervals of training (at least ``HISTORY_POINTS`` over
+    #: a run, and at least one per epoch); ``history["_epoch"]`` is where each interval ends, in epochs
     history: dict[str, list[float]] = field(default_factory=dict)
 
     @property
@@ -113,11 +118,14 @@ def train(
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    interval = max(1, per_epoch // max(1, math.ceil(HISTORY_POINTS / epochs)))  # steps per history point
     method.train()
     step = 0
     start = time.perf_counter()
-    for _epoch in range(epochs):
+    for epoch in range(epochs):
         sums: dict[str, torch.Tensor] = {}
+        window: dict[str, torch.Tensor] = {}
+        window_steps = 0
         perm = torch.randperm(n, generator=g, device=device)
         for b in range(per_epoch):
             idx = perm[b * batch : (b + 1) * batch]
@@ -144,11 +152,16 @@ def train(
             for k, v in terms.items():
                 v = v.detach().float()
                 sums[k] = sums[k] + v if k in sums else v
+                window[k] = window[k] + v if k in window else v
+            window_steps += 1
             result.images += len(idx)
             if report is not None and (step % report_every == 0 or step == total):
                 report(step, total, {k: float(v) / (b + 1) for k, v in sums.items()})
-        for k, v in sums.items():
-            result.history.setdefault(k, []).append(float(v) / per_epoch)
+            if window_steps == interval or b == per_epoch - 1:
+                for k, v in window.items():
+                    result.history.setdefault(k, []).append(float(v) / window_steps)
+                result.history.setdefault("_epoch", []).append(round(epoch + (b + 1) / per_epoch, 4))
+                window, window_steps = {}, 0
     _sync(device)
     result.seconds = time.perf_counter() - start
     result.steps = step

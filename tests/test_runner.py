@@ -79,7 +79,9 @@ def test_same_seed_same_numbers_on_cpu_and_reuse(reg, tmp_path) -> None:  # type
     mb = {m["name"]: m["value"] for m in b_store.metrics(b.run_id)}
     assert ma == mb and not a.reused
     ha = Store(tmp_path / "a").get_run(a.run_id).history
-    assert ha == b_store.get_run(b.run_id).history and set(ha) == {"loss", "reconstruction", "kl"}
+    assert ha == b_store.get_run(b.run_id).history and set(ha) == {"loss", "reconstruction", "kl", "_epoch"}
+    # one epoch of digits is 10 steps: the curve has a point per step, ending at epoch 1
+    assert len(ha["loss"]) == len(ha["_epoch"]) == 10 and ha["_epoch"][-1] == 1.0
     again = InProcessExecutor(b_store, reg).submit(cells[0])
     assert again.reused and again.evaluated == []  # nothing retrained, nothing re-evaluated
     other_seed = grid(reg, ["vae"], seeds=(8,))[0]
