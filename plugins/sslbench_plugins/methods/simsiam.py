@@ -70,7 +70,11 @@ class SimSiam(Method):
         hp = self.hparams
         self.encoder = ctx.encoder()
         self.projector = projector(ctx.protocol.latent_dim, int(hp["proj_dim"]), int(hp["proj_layers"]))
-        self.predictor = predictor(int(hp["proj_dim"]), int(hp["pred_hidden"]))
+        self.predictor = self.build_predictor(int(hp["proj_dim"]), int(hp["pred_hidden"]))
+
+    def build_predictor(self, dim: int, hidden: int) -> nn.Module:
+        """The prediction head h (VI-SimSiam replaces it with a distribution-valued one)."""
+        return predictor(dim, hidden)
 
     def loss(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         z1 = self.projector(self.encoder(views[:, 0]))

@@ -24,24 +24,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import BuildContext, Method, Param
+from sslbench.api import Param
 from sslbench.power_spherical import log_prob
+from sslbench_plugins.methods.simsiam import SimSiam
 
 KAPPA_FLOOR = 1e-4
-
-
-def simsiam_projector(in_dim: int, width: int, layers: int) -> nn.Sequential:
-    """SimSiam's projection MLP (Chen & He 2021, Sec. 4.1 and appendix D): ``layers`` Linear-BN
-    blocks of ``width`` units, ReLU after all but the last (the same shape as sslbench's ``simsiam``,
-    so the two methods differ only in the predictor and the loss)."""
-    modules: list[nn.Module] = []
-    dim = in_dim
-    for i in range(layers):
-        modules += [nn.Linear(dim, width, bias=False), nn.BatchNorm1d(width)]
-        if i < layers - 1:
-            modules.append(nn.ReLU(inplace=True))
-        dim = width
-    return nn.Sequential(*modules)
 
 
 class PowerSphericalPredictor(nn.Module):
@@ -61,23 +48,14 @@ class PowerSphericalPredictor(nn.Module):
         return mu, kappa
 
 
-class VISimSiam(Method):
+class VISimSiam(SimSiam):
     name = "vi-simsiam"
     family = "probabilistic"
     description = "VI-SimSiam: SimSiam with a Power Spherical predictor; kappa is the per-image uncertainty"
-    params = {
-        "proj_dim": Param(2048, "projector width and output size d; z lives on S^{d-1} (SimSiam: 2048)", minimum=2),
-        "proj_layers": Param(2, "projector layers (SimSiam: 2 on CIFAR, 3 on ImageNet)", choices=(1, 2, 3)),
-        "pred_hidden": Param(512, "predictor bottleneck width (SimSiam: 512)", minimum=1),
-        "lr": Param(0.0, "learning rate; 0 takes the protocol's probabilistic default"),
-    }
+    params = {**SimSiam.params, "lr": Param(0.0, "learning rate; 0 takes the protocol's probabilistic default")}
 
-    def __init__(self, ctx: BuildContext, **params) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(ctx, **params)
-        self.encoder = ctx.encoder()
-        hp = self.hparams
-        self.projector = simsiam_projector(ctx.protocol.latent_dim, int(hp["proj_dim"]), int(hp["proj_layers"]))
-        self.predictor = PowerSphericalPredictor(int(hp["proj_dim"]), int(hp["pred_hidden"]))
+    def build_predictor(self, dim: int, hidden: int) -> nn.Module:
+        return PowerSphericalPredictor(dim, hidden)
 
     def loss(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         if views.shape[1] != 2:
@@ -92,9 +70,6 @@ class VISimSiam(Method):
             alignment = 0.5 * ((mu1 * t2).sum(1) + (mu2 * t1).sum(1)).mean()
             mean_kappa = 0.5 * (kappa1.mean() + kappa2.mean())
         return {"loss": loss, "nll": 0.5 * loss.detach(), "mean_kappa": mean_kappa, "alignment": alignment}
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
 
     def concentration(self, x: torch.Tensor) -> torch.Tensor:
         """kappa (B,) that the predictor assigns to un-augmented images."""
