@@ -147,6 +147,8 @@ def run(
         protocol = cells[0].protocol
         title = f"{dataset}: protocol {protocol['name']} ({cells[0].run_id and ''}{_protocol_hash(protocol)}), selection {select}"
         console.print(rich_table(rows, title=title, losses=losses))
+        for note in sorted({r.environment.get("data_note", "") for r in stored} - {""}):
+            console.print(f"[bold]data:[/] {note}", highlight=False)
         if save_images:
             for o in outcomes:
                 folder = store.home / "runs" / o.run_id

@@ -224,6 +224,16 @@ def _budget_line(suite: Suite, budget: str, cells: Sequence[Cell]) -> str:
     return f"budget `{budget}`{f' ({b.description})' if b.description else ''}: seeds {', '.join(map(str, b.seeds))}; {shown}"
 
 
+def _data_notes(store: Store, results: SuiteResults) -> list[str]:
+    """What the data sets' loaders said about the data (e.g. a lossy copy), as stored with the runs."""
+    notes = set()
+    for cell in results.cells:
+        record = store.get_run(cell.run_id)
+        if record is not None and record.environment.get("data_note"):
+            notes.add(record.environment["data_note"])
+    return sorted(notes)
+
+
 def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimResult], out: Path) -> str:
     suite = results.suite
     counts = results.counts()
@@ -234,6 +244,7 @@ def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimR
         *([suite.description, ""] if suite.description else []),
         f"- {_budget_line(suite, results.budget, results.cells)}",
         f"- data sets and protocols: {', '.join(f'{d} (`{n}`, hash `{h}`)' for d, n, h in protocols)}",
+        *[f"- data note: {note}" for note in _data_notes(store, results)],
         f"- evaluators: {', '.join(suite.evaluators)}; model selection on `{suite.selection}`"
         + (" (validation split carved from train)" if suite.selection == "val" else " (test set, as the SimVAE paper)"),
         f"- runs: {len(results.cells)} in the grid; " + ", ".join(f"{n} {s}" for s, n in counts.items() if n),

@@ -240,7 +240,10 @@ def execute_cell(cell: Cell, store: Store, registry: Registry, data_cache: DataC
         method = _build_method(registry, cell, data, device)
         method.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
     else:
-        store.start_run(run_id, json.loads(cell.to_json()), cell.protocol, protocol.hash(), environment(device), cell.suite)
+        env = environment(device)
+        if data.note:  # what the data really are (e.g. "a lossy JPEG copy, not CIFAR-10") travels with the run
+            env["data_note"] = data.note
+        store.start_run(run_id, json.loads(cell.to_json()), cell.protocol, protocol.hash(), env, cell.suite)
         method = _build_method(registry, cell, data, device)
         try:
             result = train(method, data, protocol, cell.epochs, cell.seed, cell.precision, report)

@@ -128,6 +128,7 @@ def test_run_records_protocol_hash_throughput_and_environment(reg, tmp_path) -> 
     assert rec.protocol_hash == Protocol.from_dict(rec.protocol).hash()
     assert rec.images_per_s > 0 and 0 < rec.augment_share < 1 and rec.peak_memory_mb > 0
     assert rec.environment["torch"] == torch.__version__ and rec.config["method_params"]["beta"] == 1.0
+    assert rec.environment["data_note"].startswith("scikit-learn digits")  # the loader's word on its data
 
 
 def test_cell_json_round_trip(reg) -> None:  # type: ignore[no-untyped-def]
