@@ -46,13 +46,33 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return m, s
 
 
+def _dataset_labels(runs: Sequence[RunRecord]) -> dict[tuple[str, str], str]:
+    """A label per (data set, data-set parameters): the bare name, plus the parameters whose values
+    differ between runs of the same data set (e.g. ``moving-balls [size=64]``)."""
+    variants: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        params = run.config.get("dataset_params", {})
+        if params not in variants.setdefault(run.dataset, []):
+            variants[run.dataset].append(params)
+    labels = {}
+    for dataset, all_params in variants.items():
+        varying = sorted({k for p in all_params for k in p if len({json.dumps(q.get(k)) for q in all_params}) > 1})
+        for params in all_params:
+            shown = ", ".join(f"{k}={params.get(k)}" for k in varying)
+            labels[(dataset, json.dumps(params, sort_keys=True))] = f"{dataset} [{shown}]" if shown else dataset
+    return labels
+
+
 def summarise(store: Store, runs: Sequence[RunRecord]) -> list[Row]:
-    """Group runs by dataset, method, protocol and budget; collect metrics per seed."""
-    rows: dict[tuple[str, str, str, int, str], Row] = {}
+    """Group runs by data set (and its parameters), method (and its parameters), protocol and budget;
+    collect metrics per seed."""
+    rows: dict[tuple[str, str, str, int, str, str], Row] = {}
+    labels = _dataset_labels(runs)
     for run in runs:
         params = json.dumps(run.config.get("method_params", {}), sort_keys=True)
-        key = (run.dataset, run.method, run.protocol_hash, run.epochs, params)
-        row = rows.setdefault(key, Row(run.dataset, run.method, run.protocol_hash, run.epochs))
+        data_params = json.dumps(run.config.get("dataset_params", {}), sort_keys=True)
+        key = (run.dataset, data_params, run.method, run.protocol_hash, run.epochs, params)
+        row = rows.setdefault(key, Row(labels[(run.dataset, data_params)], run.method, run.protocol_hash, run.epochs))
         if run.status == "running":
             row.unfinished.append(run.seed)
             continue
@@ -176,6 +196,7 @@ def export(rows: Sequence[Row], fmt: str, losses: bool = False) -> str:
 
 
 def rich_table(rows: Sequence[Row], title: str | None = None, losses: bool = False):  # type: ignore[no-untyped-def]
+    from rich.markup import escape
     from rich.table import Table
 
     header, body = table_rows(rows, losses=losses)
@@ -184,5 +205,5 @@ def rich_table(rows: Sequence[Row], title: str | None = None, losses: bool = Fal
         table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 2)
     for row, cells in zip(rows, body):
         style = "red" if row.failed and not row.seeds else None
-        table.add_row(*cells, style=style)
+        table.add_row(*[escape(c) for c in cells], style=style)  # "[size=64]" is text, not markup
     return table

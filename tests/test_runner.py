@@ -164,3 +164,15 @@ def test_exports_agree_with_the_stored_values(reg, tmp_path) -> None:  # type: i
     latex = export(rows, "latex")
     assert "$\\pm$" in latex and "knn\\_acc" in latex  # underscores escaped: the table compiles
     assert export(rows, "csv").splitlines()[0].startswith("dataset,method")
+
+
+def test_runs_on_different_data_set_parameters_are_not_pooled(reg, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    store = Store(tmp_path)
+    ex = InProcessExecutor(store, reg)
+    for data_seed in ("0", "1"):
+        params = {"shapes": {"n_train": "200", "n_test": "100", "size": "16", "seed": data_seed}}
+        for cell in build_grid(reg, ["random"], "shapes", [0], 0, ["knn"], params=params):
+            ex.submit(cell)
+    rows = summarise(store, store.runs())
+    assert sorted(r.dataset for r in rows) == ["shapes [seed=0]", "shapes [seed=1]"]
+    assert all(len(r.metrics["knn_acc"]) == 1 for r in rows)
