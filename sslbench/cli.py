@@ -15,7 +15,7 @@ from rich.table import Table
 
 from sslbench import __version__
 from sslbench.api import DataError
-from sslbench.plugins import KINDS, UnknownNameError, get_registry
+from sslbench.plugins import UnknownNameError, get_registry
 
 app = typer.Typer(
     add_completion=False,

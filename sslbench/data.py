@@ -9,11 +9,16 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 from sslbench.api import DataError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def cache_dir(*parts: str) -> Path:
@@ -22,6 +27,16 @@ def cache_dir(*parts: str) -> Path:
     path = root.joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextmanager
+def downloading(name: str, offline_hint: str) -> Iterator[None]:
+    """Run a download (torchvision's or an archive fetch) and turn any failure -- network, quota,
+    checksum -- into a :class:`DataError` that names the data set and says how to provide it offline."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - network failures come in many types
+        raise DataError(f"could not download {name} ({type(exc).__name__}: {exc}). {offline_hint}") from exc
 
 
 def find_file(data_dir: Path, stem: str, subdirs: tuple[str, ...] = ("",)) -> Path | None:
@@ -81,7 +96,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".t
 DECODE_VERSION = 1
 
 
-def decode_image(path: Path, size: int, centre_crop: int | None = None) -> "np.ndarray":
+def decode_image(path: Path, size: int, centre_crop: int | None = None) -> np.ndarray:
     """One image file as a (3, size, size) uint8 RGB array.
 
     An optional ``centre_crop`` (a square of that side, torchvision ``CenterCrop`` placement) comes

@@ -11,6 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from sslbench.api import EvalInputs
 
 
@@ -199,7 +201,7 @@ def ridge_curve(fit_z: torch.Tensor, fit_t: torch.Tensor, val_z: torch.Tensor, v
     return curve
 
 
-def hungarian_accuracy(true: "np.ndarray", predicted: "np.ndarray") -> float:
+def hungarian_accuracy(true: np.ndarray, predicted: np.ndarray) -> float:
     """Clustering accuracy: the share of samples whose cluster maps to their class under the
     one-to-one cluster-to-class assignment maximising the matches (Hungarian algorithm,
     ``scipy.optimize.linear_sum_assignment``); clusters left unmatched count as errors."""

@@ -101,3 +101,13 @@ def test_simclr_runs_on_real_fashion_mnist(tmp_path: Path) -> None:
     row = json.loads(result.stdout)[0]
     # one epoch of SimCLR on Fashion-MNIST is far above chance (10%)
     assert row["metrics"]["knn_acc"]["mean"] > 0.5 and row["metrics"]["linear_acc"]["mean"] > 0.5
+
+
+def test_a_failed_download_names_the_data_set_and_the_offline_way() -> None:
+    from sslbench.data import downloading
+
+    with pytest.raises(DataError, match=r"could not download MNIST \(URLError: .*\)\. Without internet, pass --data-dir"):
+        with downloading("MNIST", "Without internet, pass --data-dir DIR."):
+            import urllib.error
+
+            raise urllib.error.URLError("no route to host")

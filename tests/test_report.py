@@ -7,7 +7,6 @@ import csv
 import json
 import statistics
 import textwrap
-from pathlib import Path
 
 import pytest
 from PIL import Image

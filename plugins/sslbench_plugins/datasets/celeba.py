@@ -27,7 +27,7 @@ import torch
 
 from sslbench import hookimpl
 from sslbench.api import DataError, DatasetPlugin, ImageData, Param
-from sslbench.data import DECODE_VERSION, cache_dir, cached_tensors, decode_images, files_fingerprint
+from sslbench.data import DECODE_VERSION, cache_dir, cached_tensors, decode_images, downloading, files_fingerprint
 from sslbench.protocol import COLOUR_CONV
 
 log = logging.getLogger("sslbench.data")
@@ -170,14 +170,12 @@ class CelebA(DatasetPlugin):
         from torchvision.datasets import CelebA as TorchvisionCelebA
 
         root = cache_dir("torchvision")
-        try:
+        hint = (
+            "Google Drive often refuses. Download img_align_celeba.zip, list_attr_celeba.txt and "
+            "list_eval_partition.txt from the CelebA site, unpack the zip next to them and pass --data-dir to that folder."
+        )
+        with downloading("CelebA", hint):
             TorchvisionCelebA(root=str(root), split="all", target_type="attr", download=True)
-        except Exception as exc:  # noqa: BLE001 - Google Drive quota errors and network failures alike
-            raise DataError(
-                f"could not download CelebA ({type(exc).__name__}: {exc}); Google Drive often refuses. Download "
-                "img_align_celeba.zip, list_attr_celeba.txt and list_eval_partition.txt from the CelebA site, "
-                "unpack the zip next to them and pass --data-dir to that folder."
-            ) from exc
         return root / "celeba"
 
 

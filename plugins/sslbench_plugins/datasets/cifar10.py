@@ -20,7 +20,7 @@ import torch
 
 from sslbench import hookimpl
 from sslbench.api import DataError, DatasetPlugin, ImageData
-from sslbench.data import cache_dir
+from sslbench.data import cache_dir, downloading
 from sslbench.protocol import COLOUR_CONV
 
 FOLDER = "cifar-10-batches-py"
@@ -96,13 +96,9 @@ class CIFAR10(DatasetPlugin):
         from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10
 
         root = cache_dir("torchvision")
-        try:
+        hint = f"Without internet, pass --data-dir DIR with the unpacked python batches ({FOLDER}/ from cifar-10-python.tar.gz)."
+        with downloading("CIFAR-10", hint):
             TorchvisionCIFAR10(root=str(root), train=True, download=True)
-        except Exception as exc:  # noqa: BLE001 - network failures come in many types
-            raise DataError(
-                f"could not download CIFAR-10 ({type(exc).__name__}: {exc}). Without internet, pass --data-dir DIR "
-                f"with the unpacked python batches ({FOLDER}/ from cifar-10-python.tar.gz)."
-            ) from exc
         return root / FOLDER
 
 

@@ -30,7 +30,7 @@ import torch
 
 from sslbench import hookimpl
 from sslbench.api import DataError, DatasetPlugin, ImageData, Param
-from sslbench.data import DECODE_VERSION, IMAGE_EXTENSIONS, cache_dir, cached_tensors, decode_images, files_fingerprint
+from sslbench.data import DECODE_VERSION, IMAGE_EXTENSIONS, cache_dir, cached_tensors, decode_images, downloading, files_fingerprint
 from sslbench.protocol import COLOUR_CONV
 
 log = logging.getLogger("sslbench.data")
@@ -166,13 +166,8 @@ class _FastAIPreset(ImageFolder):
         root = into / self.folder
         if (root / "train").is_dir() and (root / "val").is_dir():
             return root
-        try:
+        with downloading(self.name, f"Without internet, unpack {self.url} elsewhere and pass --data-dir to the {self.folder} folder."):
             download_and_extract_archive(self.url, download_root=str(into), md5=self.md5)
-        except Exception as exc:  # noqa: BLE001 - network failures come in many types
-            raise DataError(
-                f"could not download {self.name} ({type(exc).__name__}: {exc}). Without internet, unpack "
-                f"{self.url} elsewhere and pass --data-dir to the {self.folder} folder."
-            ) from exc
         return root
 
     def class_names(self, folders: list[str]) -> list[str]:

@@ -14,7 +14,7 @@ import torch
 
 from sslbench import hookimpl
 from sslbench.api import DataError, DatasetPlugin, ImageData
-from sslbench.data import cache_dir, find_file, unpack_gz
+from sslbench.data import cache_dir, downloading, find_file, unpack_gz
 from sslbench.protocol import MNIST_MLP
 
 FILES = {
@@ -81,14 +81,9 @@ class _IDXDataset(DatasetPlugin):
 
         root = cache_dir("torchvision")
         cls = getattr(torchvision.datasets, self.torchvision_name)
-        try:
+        with downloading(self.name, "Without internet, pass --data-dir DIR with the official IDX files (.gz is fine)."):
             cls(root=str(root), train=True, download=True)
             cls(root=str(root), train=False, download=True)
-        except Exception as exc:  # noqa: BLE001 - network failures come in many types
-            raise DataError(
-                f"could not download {self.name} ({type(exc).__name__}: {exc}). Without internet, pass "
-                f"--data-dir DIR with the official IDX files (.gz is fine)."
-            ) from exc
         return root / self.torchvision_name / "raw"
 
 
