@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 def mnist_like(data_dir: str | None, n: int) -> tuple[torch.Tensor, str]:
     if data_dir:
-        from sslbench.plugins import get_registry
+        from sslbench.engine.plugins import get_registry
 
         data = get_registry().datasets["mnist"]().load(data_dir)
         return data.train_x[:n].contiguous(), f"real MNIST from {data_dir}"
@@ -67,8 +67,8 @@ def time_dataloader(x: torch.Tensor, views: int, workers: int, tensor_api: bool)
 
 
 def time_batched(x: torch.Tensor, views: int, device: torch.device) -> float:
-    from sslbench.augment import make_views
-    from sslbench.protocol import MNIST_MLP
+    from sslbench.engine.augment import make_views
+    from sslbench.sdk.protocol import MNIST_MLP
 
     x = x.to(device)
     g = torch.Generator(device=device).manual_seed(0)
@@ -86,10 +86,10 @@ def time_batched(x: torch.Tensor, views: int, device: torch.device) -> float:
 
 def step_share(x: torch.Tensor, method_name: str, device: torch.device) -> tuple[float, float]:
     """Train one epoch of ``method_name`` on ``x`` through the core loop; (images/s, aug share)."""
-    from sslbench.api import BuildContext, ImageData
-    from sslbench.plugins import get_registry
-    from sslbench.protocol import MNIST_MLP
-    from sslbench.train import train
+    from sslbench.sdk.api import BuildContext, ImageData
+    from sslbench.engine.plugins import get_registry
+    from sslbench.sdk.protocol import MNIST_MLP
+    from sslbench.engine.train import train
 
     reg = get_registry()
     y = torch.zeros(x.shape[0], dtype=torch.long)

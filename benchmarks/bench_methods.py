@@ -5,7 +5,7 @@
 
 Each method is built under the MNIST protocol (MLP 784-500-500-2000-10, batch 128, its declared
 augmentations) with its default parameters and trained through the core loop
-(:func:`sslbench.train.train`) for one epoch over ``--images`` images -- random uint8 28x28 images,
+(:func:`sslbench.engine.train.train`) for one epoch over ``--images`` images -- random uint8 28x28 images,
 or the first ``--images`` of real MNIST with ``--data-dir``. A short warm-up epoch on two batches comes
 first and is not timed. Printed per method: images/s (images, not views, per second of training
 step), views/s, the share of step time spent making views, seconds, steps and the loss at the end.
@@ -33,10 +33,10 @@ def load_average() -> str:
 
 def mnist_like(data_dir: str | None, n: int):  # type: ignore[no-untyped-def]
     """(ImageData, description): real MNIST's first ``n`` train images or ``n`` random uint8 images."""
-    from sslbench.api import ImageData
+    from sslbench.sdk.api import ImageData
 
     if data_dir:
-        from sslbench.plugins import get_registry
+        from sslbench.engine.plugins import get_registry
 
         data = get_registry().datasets["mnist"]().load(data_dir)
         x, y = data.train_x[:n].contiguous(), data.train_y[:n].contiguous()
@@ -50,7 +50,7 @@ def mnist_like(data_dir: str | None, n: int):  # type: ignore[no-untyped-def]
 
 
 def build(registry, name: str, protocol, data, device: torch.device, seed: int):  # type: ignore[no-untyped-def]
-    from sslbench.api import BuildContext, resolve_params
+    from sslbench.sdk.api import BuildContext, resolve_params
 
     cls = registry.lookup("methods", name)
     ctx = BuildContext(
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
     args = parser.parse_args(argv)
 
-    from sslbench.plugins import get_registry
-    from sslbench.protocol import MNIST_MLP
-    from sslbench.train import pick_device, train
+    from sslbench.engine.plugins import get_registry
+    from sslbench.sdk.protocol import MNIST_MLP
+    from sslbench.engine.train import pick_device, train
 
     if args.threads:
         torch.set_num_threads(args.threads)

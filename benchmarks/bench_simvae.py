@@ -1,6 +1,6 @@
 """Benchmark: SimVAE training throughput on the MNIST protocol (a script, not a test).
 
-Runs sslbench's own training loop (:func:`sslbench.train.train`) on the MNIST protocol (28x28 grey,
+Runs sslbench's own training loop (:func:`sslbench.engine.train.train`) on the MNIST protocol (28x28 grey,
 MLP 784-500-500-2000-10, batch 128) with SimVAE at J = 10 views, after a short warm-up, and prints
 images/s, views/s (images/s x J), milliseconds per step, the share of step time spent in the batched
 augmentation, peak memory, the number of torch threads and the load average seen before and after
@@ -39,10 +39,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from sslbench.api import BuildContext, ImageData, resolve_params
-    from sslbench.plugins import get_registry
-    from sslbench.protocol import MNIST_MLP
-    from sslbench.train import train
+    from sslbench.sdk.api import BuildContext, ImageData, resolve_params
+    from sslbench.engine.plugins import get_registry
+    from sslbench.sdk.protocol import MNIST_MLP
+    from sslbench.engine.train import train
 
     registry = get_registry()
     protocol = MNIST_MLP.replace(batch_size=args.batch)

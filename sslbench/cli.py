@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sslbench import __version__
-from sslbench.api import DataError
-from sslbench.plugins import UnknownNameError, get_registry
+from sslbench.sdk.api import DataError
+from sslbench.engine.plugins import UnknownNameError, get_registry
 
 app = typer.Typer(
     add_completion=False,
@@ -85,9 +85,9 @@ def run(
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Train each METHOD under the data set's protocol, evaluate frozen representations, print the comparison."""
-    from sslbench.report import export, rich_table, summarise
-    from sslbench.runner import GridError, InProcessExecutor, build_grid, run_grid, split_params
-    from sslbench.store import Store
+    from sslbench.bench.tables import export, rich_table, summarise
+    from sslbench.engine.runner import GridError, InProcessExecutor, build_grid, run_grid, split_params
+    from sslbench.engine.store import Store
 
     _configure_threads()
     registry = _registry()
@@ -163,7 +163,7 @@ def run(
 
 
 def _protocol_hash(protocol: dict[str, Any]) -> str:
-    from sslbench.protocol import Protocol
+    from sslbench.sdk.protocol import Protocol
 
     return Protocol.from_dict(protocol).hash()
 
@@ -248,8 +248,8 @@ def results(
     home: Optional[Path] = HomeOption,
 ) -> None:
     """List and filter stored runs (summary over seeds, or one line per run with --runs)."""
-    from sslbench.report import export, rich_table, summarise
-    from sslbench.store import Store
+    from sslbench.bench.tables import export, rich_table, summarise
+    from sslbench.engine.store import Store
 
     store = Store(home)
     records = store.runs(method=method, dataset=dataset, status=status)
@@ -292,7 +292,7 @@ SuiteFileOption = typer.Option(None, "--file", help="Suite file; default ./bench
 
 
 def _suite_file(file: Optional[Path]):  # type: ignore[no-untyped-def]
-    from sslbench.suites import SuiteError, default_suite_file, load_suites
+    from sslbench.bench.suites import SuiteError, default_suite_file, load_suites
 
     try:
         return load_suites(file or default_suite_file())
@@ -315,7 +315,7 @@ def _data_dirs(values: Optional[List[str]], datasets: List[str]) -> dict:  # typ
 
 
 def _suite_cells(file: Optional[Path], name: str, budget: str, registry, data_dir: Optional[List[str]] = None, device: Optional[str] = None):  # type: ignore[no-untyped-def]
-    from sslbench.suites import SuiteError
+    from sslbench.bench.suites import SuiteError
 
     sf = _suite_file(file)
     try:
@@ -329,7 +329,7 @@ def _suite_cells(file: Optional[Path], name: str, budget: str, registry, data_di
 
 def _cell_state(store, cell) -> str:  # type: ignore[no-untyped-def]
     """What bench would do with a cell: complete, evaluate, train, retrain (interrupted) or failed."""
-    from sslbench.runner import _hash
+    from sslbench.engine.runner import _hash
 
     record = store.get_run(cell.run_id) if store else None
     if record is None:
@@ -343,7 +343,7 @@ def _cell_state(store, cell) -> str:  # type: ignore[no-untyped-def]
 
 
 def _list_suites(file: Optional[Path], registry) -> None:  # type: ignore[no-untyped-def]
-    from sslbench.suites import SuiteError
+    from sslbench.bench.suites import SuiteError
 
     sf = _suite_file(file)
     table = Table(title=f"suites in {sf.path}")
@@ -372,8 +372,8 @@ def bench(
 ) -> None:
     """Run a named suite through the results store. Interrupted (Ctrl-C, kill -9), the same command
     resumes it: finished runs are reused, unfinished ones retrained."""
-    from sslbench.runner import InProcessExecutor, run_grid
-    from sslbench.store import Store, default_home
+    from sslbench.engine.runner import InProcessExecutor, run_grid
+    from sslbench.engine.store import Store, default_home
 
     _configure_threads()
     registry = _registry()
@@ -459,9 +459,9 @@ def bench(
 
 
 def _print_suite_summary(store, suite, budget: str, cells) -> None:  # type: ignore[no-untyped-def]
-    from sslbench.report import rich_table
-    from sslbench.reporting import collect
-    from sslbench.suites import SPREAD_RULE, evaluate_claims
+    from sslbench.bench.tables import rich_table
+    from sslbench.bench.reports import collect
+    from sslbench.bench.suites import SPREAD_RULE, evaluate_claims
 
     results = collect(store, suite, budget, cells)
     for dataset in suite.datasets:
@@ -491,8 +491,8 @@ def report(
 ) -> None:
     """Write a suite's report: Markdown with result tables, claims (held / not held / not run), PNG
     plots and the pictures its runs wrote; optionally the same tables as LaTeX, CSV or JSON."""
-    from sslbench.reporting import collect, write_report
-    from sslbench.store import Store
+    from sslbench.bench.reports import collect, write_report
+    from sslbench.engine.store import Store
 
     if fmt not in ("md", "latex", "csv", "json"):
         _fail(f"--format {fmt!r}: choose md, latex, csv or json")
@@ -519,8 +519,8 @@ def compare(
 ) -> None:
     """Two stored runs or two suites side by side: each metric, the difference B - A and whether it
     exceeds the seed-to-seed spread (the rule is printed with the result)."""
-    from sslbench.reporting import collect, compare_runs, compare_suites, comparison_text
-    from sslbench.store import Store
+    from sslbench.bench.reports import collect, compare_runs, compare_suites, comparison_text
+    from sslbench.engine.store import Store
 
     if fmt not in ("table", "md", "json"):
         _fail(f"--format {fmt!r}: choose table, md or json")
@@ -533,7 +533,7 @@ def compare(
         return found[0] if found else None
 
     def as_suite(ref: str):  # type: ignore[no-untyped-def]
-        from sslbench.suites import default_suite_file
+        from sslbench.bench.suites import default_suite_file
 
         name, _, at = ref.partition("@")
         path = file or default_suite_file()

@@ -27,6 +27,6 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 @pytest.fixture
 def registry():  # type: ignore[no-untyped-def]
-    from sslbench.plugins import build_registry
+    from sslbench.engine.plugins import build_registry
 
     return build_registry()

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from sslbench import augment as A
-from sslbench.protocol import COLOUR_CONV, MNIST_MLP, AugmentSpec
+from sslbench.engine import augment as A
+from sslbench.sdk.protocol import COLOUR_CONV, MNIST_MLP, AugmentSpec
 
 
 def gen(seed: int = 0) -> torch.Generator:

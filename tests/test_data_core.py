@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench.api import DataError
+from sslbench.sdk.api import DataError
 
 from conftest import SHARED
 
@@ -104,7 +104,7 @@ def test_simclr_runs_on_real_fashion_mnist(tmp_path: Path) -> None:
 
 
 def test_a_failed_download_names_the_data_set_and_the_offline_way() -> None:
-    from sslbench.data import downloading
+    from sslbench.sdk.data import downloading
 
     with pytest.raises(DataError, match=r"could not download MNIST \(URLError: .*\)\. Without internet, pass --data-dir"):
         with downloading("MNIST", "Without internet, pass --data-dir DIR."):

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from sslbench.api import DataError
+from sslbench.sdk.api import DataError
 
 from conftest import SHARED
 

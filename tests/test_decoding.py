@@ -1,4 +1,4 @@
-"""The decoder trained on frozen representations (sslbench.decoding).
+"""The decoder trained on frozen representations (sslbench.engine.decoding).
 
 On scikit-learn's digits (embedded, 8x8) with a tiny MLP decoder: an informative representation gets
 well below the mean-image MSE on held-out images, a representation that carries nothing about the
@@ -13,10 +13,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sslbench import decoding
-from sslbench.api import BuildContext, EvalInputs, ImageData
-from sslbench.nets import MLP
-from sslbench.protocol import DIGITS_MLP
+from sslbench.engine import decoding
+from sslbench.sdk.api import BuildContext, EvalInputs, ImageData
+from sslbench.sdk.nets import MLP
+from sslbench.sdk.protocol import DIGITS_MLP
 from sslbench_plugins.datasets.digits import Digits
 from sslbench_plugins.methods.simclr import SimCLR
 

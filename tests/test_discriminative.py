@@ -14,11 +14,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sslbench.api import BuildContext, ImageData, ParamError, resolve_params
-from sslbench.losses import nt_xent
-from sslbench.nets import MLP, ResNet
-from sslbench.protocol import COLOUR_CONV, MNIST_MLP
-from sslbench.train import train
+from sslbench.sdk.api import BuildContext, ImageData, ParamError, resolve_params
+from sslbench.sdk.losses import nt_xent
+from sslbench.sdk.nets import MLP, ResNet
+from sslbench.sdk.protocol import COLOUR_CONV, MNIST_MLP
+from sslbench.engine.train import train
 from sslbench_plugins.methods.moco import MoCo, default_queue_size
 from sslbench_plugins.methods.simclr import SimCLR
 from sslbench_plugins.methods.simsiam import SimSiam, negative_cosine

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench.api import EvalInputs, ImageData, Method, resolve_params
-from sslbench.data import validation_index
-from sslbench.evaluation import hungarian_accuracy, labelled, r2_score, ridge_curve
+from sslbench.sdk.api import EvalInputs, ImageData, Method, resolve_params
+from sslbench.sdk.data import validation_index
+from sslbench.sdk.evaluation import hungarian_accuracy, labelled, r2_score, ridge_curve
 
 
 class Frozen(Method):

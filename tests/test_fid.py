@@ -13,8 +13,8 @@ import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 from torch import nn
 
-from sslbench.api import BuildContext, DataError, EvalInputs, ImageData, Method
-from sslbench.protocol import MNIST_MLP
+from sslbench.sdk.api import BuildContext, DataError, EvalInputs, ImageData, Method
+from sslbench.sdk.protocol import MNIST_MLP
 from sslbench_plugins.evaluators import fid
 
 SHAPE = (1, 8, 8)

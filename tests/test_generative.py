@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from sslbench.api import BuildContext, EvalInputs, ImageData, Method, ParamError, resolve_params
-from sslbench.augment import make_views
-from sslbench.losses import gaussian_entropy
-from sslbench.protocol import MNIST_MLP
+from sslbench.sdk.api import BuildContext, EvalInputs, ImageData, Method, ParamError, resolve_params
+from sslbench.engine.augment import make_views
+from sslbench.sdk.losses import gaussian_entropy
+from sslbench.sdk.protocol import MNIST_MLP
 
 SMALL = MNIST_MLP.replace(name="tiny-mlp", arch_options={"hidden": [32, 16]})
 SHAPE = (1, 8, 8)
@@ -23,7 +23,7 @@ GENERATIVE = ("vae", "beta-vae", "simvae", "cr-vae")
 
 @pytest.fixture(scope="module")
 def reg():  # type: ignore[no-untyped-def]
-    from sslbench.plugins import build_registry
+    from sslbench.engine.plugins import build_registry
 
     return build_registry()
 
@@ -391,7 +391,7 @@ def test_class_gaussians_fit_mean_and_covariance() -> None:
 def test_save_grid_layout_and_pixels(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from PIL import Image
 
-    from sslbench.pictures import save_grid
+    from sslbench.sdk.pictures import save_grid
 
     grey = torch.zeros(5, 1, 16, 16)
     grey[1] = 1.0

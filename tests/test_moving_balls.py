@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench.api import BuildContext, EvalInputs, ImageData, Method
-from sslbench.augment import augment
+from sslbench.sdk.api import BuildContext, EvalInputs, ImageData, Method
+from sslbench.engine.augment import augment
 from sslbench_plugins.datasets.moving_balls import MOVING_BALLS, CentreOfMass, MovingBalls, render, simulate_centres
 
 
@@ -191,7 +191,7 @@ def test_position_evaluator_does_not_apply_without_position_attributes(registry)
 
 def test_ssvae_rbf_trains_on_moving_balls_pairs(registry) -> None:  # type: ignore[no-untyped-def]
     # through the core's own loop: pairs (frame t, frame t + 1), SGD at the protocol's rate
-    from sslbench.train import embed_all, train
+    from sslbench.engine.train import embed_all, train
 
     data = MovingBalls().load(None, frames=200, size=24, seed=0)
     ctx = BuildContext(

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sslbench import hookimpl, hookspecs
-from sslbench.api import Method
-from sslbench.plugins import KINDS, UnknownNameError, build_registry
+from sslbench import hookimpl
+from sslbench.sdk import hookspecs
+from sslbench.sdk.api import Method
+from sslbench.engine.plugins import KINDS, UnknownNameError, build_registry
 
 from conftest import REPO
 
@@ -67,7 +68,7 @@ def _plugin(**hooks) -> types.SimpleNamespace:  # type: ignore[no-untyped-def]
 
 
 def test_all_four_hooks_register_through_one_path() -> None:
-    from sslbench.api import Architecture, DatasetPlugin, Evaluator
+    from sslbench.sdk.api import Architecture, DatasetPlugin, Evaluator
 
     class A(Architecture):
         name = "arch-x"
@@ -126,7 +127,7 @@ def test_registering_a_non_method_is_refused_with_the_plugin_named() -> None:
 
 
 def test_duplicate_names_keep_the_first_and_warn() -> None:
-    from sslbench.api import Method as M
+    from sslbench.sdk.api import Method as M
 
     class FakeVAE(M):
         name = "vae"
@@ -146,7 +147,7 @@ def test_load_plugins_env_selects_entry_points(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SSLBENCH_LOAD_PLUGINS", "vae,digits")
     reg = build_registry()
     assert "vae" in reg.methods and "simclr" not in reg.methods and set(reg.datasets) == {"digits"}
-    assert set(reg.plugins) == {"sslbench.nets", "vae", "digits"}
+    assert set(reg.plugins) == {"sslbench.sdk.nets", "vae", "digits"}
 
 
 def test_unknown_name_suggests_close_matches(registry) -> None:  # type: ignore[no-untyped-def]
@@ -168,7 +169,7 @@ TINY_PLUGIN = '''
 import torch
 from torch import nn
 from sslbench import hookimpl
-from sslbench.api import Method
+from sslbench.sdk.api import Method
 
 
 class MeanMatch(Method):

@@ -11,9 +11,9 @@ import torch
 from scipy import integrate
 from scipy.special import gammaln
 
-from sslbench.api import BuildContext, EvalInputs, ImageData, Method
-from sslbench.power_spherical import log_normaliser, log_prob
-from sslbench.protocol import DIGITS_MLP
+from sslbench.sdk.api import BuildContext, EvalInputs, ImageData, Method
+from sslbench.sdk.power_spherical import log_normaliser, log_prob
+from sslbench.sdk.protocol import DIGITS_MLP
 
 TINY = DIGITS_MLP.replace(arch_options={"hidden": [32]})
 

@@ -13,11 +13,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from sslbench.cli import app
-from sslbench.plugins import build_registry
-from sslbench.reporting import SuiteResults, collect, compare_suites, write_report
-from sslbench.runner import InProcessExecutor
-from sslbench.store import Store
-from sslbench.suites import load_suites
+from sslbench.engine.plugins import build_registry
+from sslbench.bench.reports import SuiteResults, collect, compare_suites, write_report
+from sslbench.engine.runner import InProcessExecutor
+from sslbench.engine.store import Store
+from sslbench.bench.suites import load_suites
 
 SUITES = """\
 [suites.small]

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import Method
-from sslbench.plugins import build_registry
-from sslbench.report import export, summarise
-from sslbench.runner import Cell, GridError, InProcessExecutor, build_grid, split_params
-from sslbench.store import Store
+from sslbench.sdk.api import Method
+from sslbench.engine.plugins import build_registry
+from sslbench.bench.tables import export, summarise
+from sslbench.engine.runner import Cell, GridError, InProcessExecutor, build_grid, split_params
+from sslbench.engine.store import Store
 
 
 class NaNAtStep3(Method):
@@ -118,7 +118,7 @@ def test_interrupted_run_is_retrained_not_reused(reg, tmp_path) -> None:  # type
 
 
 def test_run_records_protocol_hash_throughput_and_environment(reg, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from sslbench.protocol import Protocol
+    from sslbench.sdk.protocol import Protocol
 
     store = Store(tmp_path)
     cell = grid(reg, ["vae"], batch_size=64)[0]

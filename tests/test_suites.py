@@ -16,9 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from sslbench.cli import app
-from sslbench.runner import InProcessExecutor
-from sslbench.store import Store
-from sslbench.suites import KeyLocator, SuiteError, evaluate_claims, load_suites, welch
+from sslbench.engine.runner import InProcessExecutor
+from sslbench.engine.store import Store
+from sslbench.bench.suites import KeyLocator, SuiteError, evaluate_claims, load_suites, welch
 
 REPO = Path(__file__).resolve().parent.parent
 

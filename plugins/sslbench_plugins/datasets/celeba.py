@@ -14,7 +14,7 @@ subset (seed 0) for CPU-sized runs.
 Labels: ``y`` is the 5-class hair colour (bald, black, blond, brown, gray) of the SimVAE paper's style
 task, taken from the attributes Bald, Black_Hair, Blond_Hair, Brown_Hair and Gray_Hair; an image with
 none or several of them is ambiguous and labelled -1 (evaluators drop it). ``attrs`` holds all 40
-attributes as 0/1 ("binary"). Protocol: :data:`sslbench.protocol.COLOUR_CONV`.
+attributes as 0/1 ("binary"). Protocol: :data:`sslbench.sdk.protocol.COLOUR_CONV`.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import DataError, DatasetPlugin, ImageData, Param
-from sslbench.data import DECODE_VERSION, cache_dir, cached_tensors, decode_images, downloading, files_fingerprint
-from sslbench.protocol import COLOUR_CONV
+from sslbench.sdk.api import DataError, DatasetPlugin, ImageData, Param
+from sslbench.sdk.data import DECODE_VERSION, cache_dir, cached_tensors, decode_images, downloading, files_fingerprint
+from sslbench.sdk.protocol import COLOUR_CONV
 
-log = logging.getLogger("sslbench.data")
+log = logging.getLogger("sslbench.sdk.data")
 
 HAIR = ("Bald", "Black_Hair", "Blond_Hair", "Brown_Hair", "Gray_Hair")
 HAIR_CLASSES = ("bald", "black", "blond", "brown", "gray")

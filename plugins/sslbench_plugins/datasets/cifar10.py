@@ -6,7 +6,7 @@ names) ``batches.meta`` from ``DIR/cifar-10-batches-py/`` -- the folder torchvis
 sslbench's cache. Each batch is checked: a readable pickle holding ``data`` (N x 3072 uint8: the
 1024 red, then green, then blue values of a 32x32 image, row-major) and N ``labels`` in 0..9; the
 splits must hold the official 50,000 and 10,000 images. Trained under the protocol
-:data:`sslbench.protocol.COLOUR_CONV` (the SimVAE paper's CIFAR10 setting).
+:data:`sslbench.sdk.protocol.COLOUR_CONV` (the SimVAE paper's CIFAR10 setting).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import DataError, DatasetPlugin, ImageData
-from sslbench.data import cache_dir, downloading
-from sslbench.protocol import COLOUR_CONV
+from sslbench.sdk.api import DataError, DatasetPlugin, ImageData
+from sslbench.sdk.data import cache_dir, downloading
+from sslbench.sdk.protocol import COLOUR_CONV
 
 FOLDER = "cifar-10-batches-py"
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}

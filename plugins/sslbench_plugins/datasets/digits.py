@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import DatasetPlugin, ImageData
-from sslbench.data import stratified_split
-from sslbench.protocol import DIGITS_MLP
+from sslbench.sdk.api import DatasetPlugin, ImageData
+from sslbench.sdk.data import stratified_split
+from sslbench.sdk.protocol import DIGITS_MLP
 
 
 class Digits(DatasetPlugin):

@@ -12,7 +12,7 @@ stops the load with its name.
 Presets: ``imagenette`` and ``imagewoof`` are fast.ai's 160px releases (10 ImageNet classes each; train/
 and val/ with one WordNet-id folder per class); ``--data-dir`` is the unpacked folder (or its parent),
 and without it the archive is downloaded into the cache. They default to 64x64 images. All use the
-protocol :data:`sslbench.protocol.COLOUR_CONV`.
+protocol :data:`sslbench.sdk.protocol.COLOUR_CONV`.
 
 The project's offline CIFAR-10 copy (``cifar10-jpeg``) is a LOSSY JPEG re-encoding: when the folder
 looks like it (the ten CIFAR-10 class folders of JPEG files), the data set's note says so, and its
@@ -29,11 +29,11 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import DataError, DatasetPlugin, ImageData, Param
-from sslbench.data import DECODE_VERSION, IMAGE_EXTENSIONS, cache_dir, cached_tensors, decode_images, downloading, files_fingerprint
-from sslbench.protocol import COLOUR_CONV
+from sslbench.sdk.api import DataError, DatasetPlugin, ImageData, Param
+from sslbench.sdk.data import DECODE_VERSION, IMAGE_EXTENSIONS, cache_dir, cached_tensors, decode_images, downloading, files_fingerprint
+from sslbench.sdk.protocol import COLOUR_CONV
 
-log = logging.getLogger("sslbench.data")
+log = logging.getLogger("sslbench.sdk.data")
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import DataError, DatasetPlugin, ImageData
-from sslbench.data import cache_dir, downloading, find_file, unpack_gz
-from sslbench.protocol import MNIST_MLP
+from sslbench.sdk.api import DataError, DatasetPlugin, ImageData
+from sslbench.sdk.data import cache_dir, downloading, find_file, unpack_gz
+from sslbench.sdk.protocol import MNIST_MLP
 
 FILES = {
     "train_x": "train-images-idx3-ubyte",

@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from sslbench import hookimpl
-from sslbench.api import FAMILIES, Architecture, DataError, DatasetPlugin, ImageData, Param
-from sslbench.protocol import AugmentSpec, Protocol
+from sslbench.sdk.api import FAMILIES, Architecture, DataError, DatasetPlugin, ImageData, Param
+from sslbench.sdk.protocol import AugmentSpec, Protocol
 
 BALL_COLOURS = ("red", "green", "blue")
 NOISE_DEGREES = 2.0

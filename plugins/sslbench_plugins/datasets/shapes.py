@@ -29,8 +29,8 @@ from typing import Any, ClassVar, Mapping
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import DatasetPlugin, ImageData, Param
-from sslbench.protocol import COLOUR_CONV
+from sslbench.sdk.api import DatasetPlugin, ImageData, Param
+from sslbench.sdk.protocol import COLOUR_CONV
 
 CLASSES = ("circle", "square", "triangle", "cross", "star")
 #: rotational symmetry order of each class (0: every rotation looks the same)

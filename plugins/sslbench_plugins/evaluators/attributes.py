@@ -24,8 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import EvalInputs, Evaluator, Param
-from sslbench.evaluation import Curve, ridge_curve, standardise
+from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.evaluation import Curve, ridge_curve, standardise
 
 CATEGORICAL = ("binary", "categorical")
 #: ridge penalties tried (times the number of fit samples; standardised inputs)

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import DataError, EvalInputs, Evaluator, Param
+from sslbench.sdk.api import DataError, EvalInputs, Evaluator, Param
 from sslbench_plugins.evaluators.samples import ClassGaussians, as_float_images, decode_all, needs_labels
 
 WEIGHTS_ENV = "SSLBENCH_FID_WEIGHTS"

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from sslbench import hookimpl
-from sslbench.api import EvalInputs, Evaluator, Param
-from sslbench.evaluation import hungarian_accuracy, standardise
+from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.evaluation import hungarian_accuracy, standardise
 
 
 class GMMError(RuntimeError):

@@ -6,8 +6,8 @@ on the test set (``--select test``, as the paper did); the chosen k is reported 
 from __future__ import annotations
 
 from sslbench import hookimpl
-from sslbench.api import EvalInputs, Evaluator, Param
-from sslbench.evaluation import knn_curve, labelled
+from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.evaluation import knn_curve, labelled
 
 
 class KNN(Evaluator):

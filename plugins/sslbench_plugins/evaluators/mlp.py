@@ -11,8 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from sslbench import hookimpl
-from sslbench.api import EvalInputs, Evaluator, Param
-from sslbench.evaluation import classification_probe
+from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.evaluation import classification_probe
 
 
 class MLPProbe(Evaluator):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Param
 from sslbench_plugins.evaluators.samples import as_float_images, frozen
 
 

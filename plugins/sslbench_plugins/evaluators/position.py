@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import EvalInputs, Evaluator
+from sslbench.sdk.api import EvalInputs, Evaluator
 
 
 def position_columns(attr_names: list[str] | tuple[str, ...], attr_kinds: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:

@@ -26,9 +26,9 @@ from typing import Callable, Iterator
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import EvalInputs, Evaluator, Method, Param
-from sslbench.evaluation import knn_predict
-from sslbench.pictures import save_grid
+from sslbench.sdk.api import EvalInputs, Evaluator, Method, Param
+from sslbench.sdk.evaluation import knn_predict
+from sslbench.sdk.pictures import save_grid
 
 
 @contextmanager

@@ -32,7 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Param
 
 Corruption = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
 

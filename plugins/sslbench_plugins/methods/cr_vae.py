@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import Param
-from sslbench.losses import gaussian_kl_standard, reparameterise
+from sslbench.sdk.api import Param
+from sslbench.sdk.losses import gaussian_kl_standard, reparameterise
 from sslbench_plugins.methods.vae import LIKELIHOOD_PARAMS, GaussianVAEBase
 
 

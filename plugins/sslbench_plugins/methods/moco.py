@@ -46,8 +46,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import BuildContext, Method, Param, ParamError
-from sslbench.nets import projection_head
+from sslbench.sdk.api import BuildContext, Method, Param, ParamError
+from sslbench.sdk.nets import projection_head
 
 MAX_QUEUE = 65536
 

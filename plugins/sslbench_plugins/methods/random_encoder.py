@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import BuildContext, Method
+from sslbench.sdk.api import BuildContext, Method
 
 
 class RandomEncoder(Method):

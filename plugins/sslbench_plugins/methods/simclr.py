@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import BuildContext, Method, Param
-from sslbench.losses import nt_xent
-from sslbench.nets import projection_head
+from sslbench.sdk.api import BuildContext, Method, Param
+from sslbench.sdk.losses import nt_xent
+from sslbench.sdk.nets import projection_head
 
 
 class SimCLR(Method):

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import BuildContext, Method, Param
+from sslbench.sdk.api import BuildContext, Method, Param
 
 
 def projector(in_dim: int, width: int, layers: int) -> nn.Sequential:

@@ -28,8 +28,8 @@ from __future__ import annotations
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import Param
-from sslbench.losses import LOG_2PI, gaussian_entropy, reparameterise
+from sslbench.sdk.api import Param
+from sslbench.sdk.losses import LOG_2PI, gaussian_entropy, reparameterise
 from sslbench_plugins.methods.vae import LIKELIHOOD_PARAMS, GaussianVAEBase
 
 

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import BuildContext, Method, Param
+from sslbench.sdk.api import BuildContext, Method, Param
 
 COMMON_PARAMS = {
     "symmetric": Param(False, "also predict view 1 from view 2 and average (InfoNCE itself is one-directional)"),

@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 
 from sslbench import hookimpl
-from sslbench.api import BuildContext, Method, Param
-from sslbench.losses import bernoulli_nll, gaussian_kl_standard, gaussian_nll, reparameterise
+from sslbench.sdk.api import BuildContext, Method, Param
+from sslbench.sdk.losses import bernoulli_nll, gaussian_kl_standard, gaussian_nll, reparameterise
 
 
 class GaussianVAEBase(Method):

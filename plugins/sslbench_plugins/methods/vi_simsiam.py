@@ -10,7 +10,7 @@ projections z1, z2 the loss is the negative Power Spherical log-likelihood of ea
 
     loss = -log PS(sg(z2); mu1, kappa1) - log PS(sg(z1); mu2, kappa2),   averaged over the batch,
 
-with log PS from :mod:`sslbench.power_spherical`. Logged terms: ``nll`` (the mean of the two
+with log PS from :mod:`sslbench.sdk.power_spherical`. Logged terms: ``nll`` (the mean of the two
 directions), ``mean_kappa``, ``alignment`` (mean cosine mu . z, SimSiam's own objective).
 
 The representation is the encoder output, before the projector (as in SimSiam). The per-image
@@ -24,8 +24,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import Param
-from sslbench.power_spherical import log_prob
+from sslbench.sdk.api import Param
+from sslbench.sdk.power_spherical import log_prob
 from sslbench_plugins.methods.simsiam import SimSiam
 
 KAPPA_FLOOR = 1e-4

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.api import BuildContext, Method, Param
+from sslbench.sdk.api import BuildContext, Method, Param
 
 
 def expander(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:

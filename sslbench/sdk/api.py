@@ -1,6 +1,6 @@
 """The contract between sslbench's core and its plugins.
 
-A plugin module implements one or more hooks from :mod:`sslbench.hookspecs`; each hook receives a
+A plugin module implements one or more hooks from :mod:`sslbench.sdk.hookspecs`; each hook receives a
 ``register`` callback and hands it classes defined against the bases below:
 
 * :class:`Method` -- a self-supervised method (``register_methods``);
@@ -8,7 +8,7 @@ A plugin module implements one or more hooks from :mod:`sslbench.hookspecs`; eac
 * :class:`Evaluator` -- a metric on frozen representations (``register_evaluators``);
 * :class:`Architecture` -- an encoder/decoder family a protocol can name (``register_architectures``).
 
-Plugins import from here (and from :mod:`sslbench.nets`, :mod:`sslbench.protocol`), never from the
+Plugins import from here (and from :mod:`sslbench.sdk.nets`, :mod:`sslbench.sdk.protocol`), never from the
 runner or the CLI.
 """
 
@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
-from sslbench.protocol import Protocol
+from sslbench.sdk.protocol import Protocol
 
 FAMILIES = ("generative", "discriminative", "probabilistic", "baseline")
 
@@ -140,7 +140,7 @@ class DatasetPlugin:
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    #: the protocol this data set is trained under (see :mod:`sslbench.protocol`)
+    #: the protocol this data set is trained under (see :mod:`sslbench.sdk.protocol`)
     protocol: ClassVar[Protocol]
     params: ClassVar[Mapping[str, Param]] = {}
     #: whether load() needs files (``--data-dir``) or can make/download them itself
@@ -294,7 +294,7 @@ class EvalInputs:
             if "decode" in self.method.capabilities():
                 self._decoder = self.method.decode
             else:
-                from sslbench.decoding import train_frozen_decoder
+                from sslbench.engine.decoding import train_frozen_decoder
 
                 self._decoder = train_frozen_decoder(self)
         return self._decoder

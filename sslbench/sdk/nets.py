@@ -18,9 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sslbench.api import Architecture
-from sslbench.hookspecs import hookimpl
-from sslbench.protocol import Protocol
+from sslbench.sdk.api import Architecture
+from sslbench.sdk.hookspecs import hookimpl
+from sslbench.sdk.protocol import Protocol
 
 
 def mlp(sizes: Sequence[int], final_activation: bool = False) -> nn.Sequential:

@@ -1,6 +1,6 @@
 """Helpers for dataset plugins: where files live, IDX files, deterministic splits.
 
-The data path itself is simple on purpose: a dataset plugin returns :class:`sslbench.api.ImageData`
+The data path itself is simple on purpose: a dataset plugin returns :class:`sslbench.sdk.api.ImageData`
 (uint8 tensors); the runner moves it to the training device once; the training loop indexes it there.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from sslbench.api import DataError
+from sslbench.sdk.api import DataError
 
 if TYPE_CHECKING:
     import numpy as np

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sslbench.protocol import Protocol
-from sslbench.report import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, format_value, latex_text, mean_std, rows_as_records
-from sslbench.runner import Cell, _hash
-from sslbench.store import RunRecord, Store
-from sslbench.suites import SPREAD_RULE, ClaimResult, Suite, evaluate_claims, welch
+from sslbench.sdk.protocol import Protocol
+from sslbench.bench.tables import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, format_value, latex_text, mean_std, rows_as_records
+from sslbench.engine.runner import Cell, _hash
+from sslbench.engine.store import RunRecord, Store
+from sslbench.bench.suites import SPREAD_RULE, ClaimResult, Suite, evaluate_claims, welch
 
 #: run-folder pictures and the report section each belongs to (any other PNG goes to "other pictures")
 PICTURE_SECTIONS = {
@@ -177,7 +177,7 @@ def _copy_pictures(store: Store, results: SuiteResults, out: Path) -> dict[str, 
 
 def make_plots(results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Path]]]:
     """Every plot of the report, per dataset: dataset -> [(caption, relative path)]."""
-    from sslbench import plots
+    from sslbench.bench import plots
 
     made: dict[str, list[tuple[str, Path]]] = {}
     suite = results.suite

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from sslbench.api import EvalInputs
+from sslbench.sdk.api import EvalInputs
 
 #: epochs of decoder training when ``SSLBENCH_DECODER_EPOCHS`` is not set
 DEFAULT_EPOCHS = 10

@@ -44,9 +44,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-from sslbench.api import FAMILIES, ParamError, resolve_params
-from sslbench.plugins import Registry, UnknownNameError
-from sslbench.runner import Cell, GridError, build_grid
+from sslbench.sdk.api import FAMILIES, ParamError, resolve_params
+from sslbench.engine.plugins import Registry, UnknownNameError
+from sslbench.engine.runner import Cell, GridError, build_grid
 
 SUITE_KEYS = {
     "description", "methods", "datasets", "evaluators", "seeds", "params", "data_dir", "selection",
@@ -672,14 +672,14 @@ def _parse_claim(sf: SuiteFile, at: list[Any], raw: Any, suite: Suite) -> list[C
 
 def _show(metric: str, value: float) -> str:
     """A value in the metric's display units (accuracies in %)."""
-    from sslbench.report import PERCENT_SUFFIXES
+    from sslbench.bench.tables import PERCENT_SUFFIXES
 
     return f"{100 * value:.4g}%" if metric.endswith(PERCENT_SUFFIXES) else f"{value:.4g}"
 
 
 def _show_diff(metric: str, value: float) -> str:
     """A signed difference in display units (accuracies in percentage points)."""
-    from sslbench.report import PERCENT_SUFFIXES
+    from sslbench.bench.tables import PERCENT_SUFFIXES
 
     return f"{100 * value:+.2f} pp" if metric.endswith(PERCENT_SUFFIXES) else f"{value:+.4g}"
 
@@ -704,7 +704,7 @@ class Figures:
 
     @property
     def std(self) -> float:
-        from sslbench.report import mean_std
+        from sslbench.bench.tables import mean_std
 
         return mean_std(self.values)[1]
 
@@ -725,7 +725,7 @@ def welch(a: Sequence[float], b: Sequence[float]) -> float | None:
     they are equal constants."""
     if len(a) < 2 or len(b) < 2:
         return None
-    from sslbench.report import mean_std
+    from sslbench.bench.tables import mean_std
 
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     if sa == 0 and sb == 0:
@@ -739,7 +739,7 @@ SPREAD_RULE = "Welch's t-test over seeds, two-sided p < 0.05 (needs at least 2 s
 
 
 def format_figures(metric: str, values: Sequence[float]) -> str:
-    from sslbench.report import format_value
+    from sslbench.bench.tables import format_value
 
     return f"{format_value(metric, values)} (n={len(values)})" if values else "no result"
 

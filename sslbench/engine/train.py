@@ -16,9 +16,9 @@ from typing import Callable, Protocol as TypingProtocol
 
 import torch
 
-from sslbench.api import ImageData, Method
-from sslbench.augment import make_views
-from sslbench.protocol import Protocol
+from sslbench.sdk.api import ImageData, Method
+from sslbench.engine.augment import make_views
+from sslbench.sdk.protocol import Protocol
 
 
 class Diverged(RuntimeError):

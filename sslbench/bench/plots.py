@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sslbench.report import PERCENT_SUFFIXES, mean_std
+from sslbench.bench.tables import PERCENT_SUFFIXES, mean_std
 
 Values = Mapping[str, Mapping[str, Sequence[float]]]
 """method -> metric -> one value per seed"""

@@ -10,7 +10,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sslbench.store import RunRecord, Store
+from sslbench.engine.store import RunRecord, Store
 
 #: metrics shown as percentages
 PERCENT_SUFFIXES = ("_acc", "_top5")

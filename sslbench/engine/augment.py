@@ -15,7 +15,7 @@ import math
 import torch
 from torch.nn import functional as F
 
-from sslbench.protocol import AugmentSpec
+from sslbench.sdk.protocol import AugmentSpec
 
 
 def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The plugin manager: built-ins and entry points through one path.
 
-Loading order: the core's built-in architectures (:mod:`sslbench.nets`), then every entry point in the
+Loading order: the core's built-in architectures (:mod:`sslbench.sdk.nets`), then every entry point in the
 ``sslbench`` group, first-party plugins included. ``SSLBENCH_LOAD_PLUGINS`` selects which entry points
 load: unset loads all; a comma-separated list of entry-point names loads only those; an empty string
 loads none (only the core's built-ins). A plugin that fails to import, fails validation
@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import pluggy
 
-from sslbench import hookspecs
-from sslbench.api import Architecture, DatasetPlugin, Evaluator, Method
+from sslbench.sdk import hookspecs
+from sslbench.sdk.api import Architecture, DatasetPlugin, Evaluator, Method
 
 KINDS: dict[str, tuple[str, type]] = {
     "methods": ("register_methods", Method),
@@ -102,10 +102,10 @@ def build_registry(extra_plugins: list[tuple[str, Any]] | None = None) -> Regist
     pm.add_hookspecs(hookspecs)
     registry = Registry()
 
-    from sslbench import nets  # the core's own architectures: registered like any plugin
+    from sslbench.sdk import nets  # the core's own architectures: registered like any plugin
 
     candidates: list[tuple[str, Callable[[], Any], str | None, str | None]] = [
-        ("sslbench.nets", lambda: nets, "sslbench", _version())
+        ("sslbench.sdk.nets", lambda: nets, "sslbench", _version())
     ]
     for ep in _selected_entry_points(registry):
         dist, version = _dist_of(ep)

@@ -20,12 +20,12 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from sslbench import __version__
-from sslbench.api import BuildContext, DataError, EvalInputs, ImageData, Method, ParamError, resolve_params
-from sslbench.data import validation_index
-from sslbench.plugins import Registry
-from sslbench.protocol import Protocol
-from sslbench.store import Store
-from sslbench.train import Diverged, Reporter, embed_all, pick_device, train
+from sslbench.sdk.api import BuildContext, DataError, EvalInputs, ImageData, Method, ParamError, resolve_params
+from sslbench.sdk.data import validation_index
+from sslbench.engine.plugins import Registry
+from sslbench.sdk.protocol import Protocol
+from sslbench.engine.store import Store
+from sslbench.engine.train import Diverged, Reporter, embed_all, pick_device, train
 
 
 def _hash(obj: Any, n: int = 16) -> str:

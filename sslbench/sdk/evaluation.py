@@ -13,7 +13,7 @@ from torch.nn import functional as F
 if TYPE_CHECKING:
     import numpy as np
 
-    from sslbench.api import EvalInputs
+    from sslbench.sdk.api import EvalInputs
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pluggy
 
-from sslbench.api import Register
+from sslbench.sdk.api import Register
 
 hookspec = pluggy.HookspecMarker("sslbench")
 hookimpl = pluggy.HookimplMarker("sslbench")
@@ -17,19 +17,19 @@ hookimpl = pluggy.HookimplMarker("sslbench")
 
 @hookspec
 def register_methods(register: Register) -> None:
-    """Register :class:`sslbench.api.Method` subclasses: ``register(SimCLR)``."""
+    """Register :class:`sslbench.sdk.api.Method` subclasses: ``register(SimCLR)``."""
 
 
 @hookspec
 def register_datasets(register: Register) -> None:
-    """Register :class:`sslbench.api.DatasetPlugin` subclasses: ``register(MNIST)``."""
+    """Register :class:`sslbench.sdk.api.DatasetPlugin` subclasses: ``register(MNIST)``."""
 
 
 @hookspec
 def register_evaluators(register: Register) -> None:
-    """Register :class:`sslbench.api.Evaluator` subclasses: ``register(KNN)``."""
+    """Register :class:`sslbench.sdk.api.Evaluator` subclasses: ``register(KNN)``."""
 
 
 @hookspec
 def register_architectures(register: Register) -> None:
-    """Register :class:`sslbench.api.Architecture` subclasses that protocols can name."""
+    """Register :class:`sslbench.sdk.api.Architecture` subclasses that protocols can name."""
