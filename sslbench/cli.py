@@ -182,7 +182,8 @@ def _listing(kind: str, as_json: bool) -> None:
             rec["protocol_hash"] = cls.protocol.hash()
         if kind == "evaluators" and cls.requires:
             rec["requires"] = sorted(cls.requires)
-        rec["params"] = {p: repr(v.default) for p, v in getattr(cls, "params", {}).items()}
+        declared = cls.declared_params() if hasattr(cls, "declared_params") else {}
+        rec["params"] = {p: repr(v.default) for p, v in declared.items()}
         records.append(rec)
     if as_json:
         print(json.dumps(records, indent=2))
@@ -461,7 +462,7 @@ def bench(
 def _print_suite_summary(store, suite, budget: str, cells) -> None:  # type: ignore[no-untyped-def]
     from sslbench.bench.tables import rich_table
     from sslbench.bench.reports import collect
-    from sslbench.bench.suites import SPREAD_RULE, evaluate_claims
+    from sslbench.bench.claims import SPREAD_RULE, evaluate_claims
 
     results = collect(store, suite, budget, cells)
     for dataset in suite.datasets:
@@ -519,7 +520,8 @@ def compare(
 ) -> None:
     """Two stored runs or two suites side by side: each metric, the difference B - A and whether it
     exceeds the seed-to-seed spread (the rule is printed with the result)."""
-    from sslbench.bench.reports import collect, compare_runs, compare_suites, comparison_text
+    from sslbench.bench.compare import compare_runs, compare_suites, comparison_text
+    from sslbench.bench.reports import collect
     from sslbench.engine.store import Store
 
     if fmt not in ("table", "md", "json"):

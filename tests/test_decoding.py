@@ -37,6 +37,7 @@ def make_inputs(data: ImageData, train_z: torch.Tensor, test_z: torch.Tensor, ru
     return EvalInputs(
         train_z=train_z, test_z=test_z, data=data, method=method, device=torch.device("cpu"), seed=seed,
         selection="val", val_index=torch.arange(10), run_dir=str(run_dir) if run_dir else None,
+        decoder_factory=decoding.train_frozen_decoder,  # what the engine's runner injects
     )
 
 
@@ -141,3 +142,12 @@ def test_bad_representations_are_refused_with_a_reason(digits: ImageData) -> Non
     dec = decoding.train_frozen_decoder(make_inputs(digits, train_z, test_z), epochs=1)
     with pytest.raises(ValueError, match=r"\(N, 8\)"):
         dec(torch.zeros(2, 5))
+
+
+def test_eval_inputs_without_a_decoder_factory_say_so(digits: ImageData) -> None:
+    """The contract trains no network itself: without the engine's factory, asking is a clear error."""
+    train_z, test_z = projection(digits)
+    inputs = make_inputs(digits, train_z, test_z)
+    inputs.decoder_factory = None
+    with pytest.raises(RuntimeError, match="no decoder of its own.*decoder_factory"):
+        inputs.decoder()

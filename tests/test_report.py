@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from sslbench.cli import app
 from sslbench.engine.plugins import build_registry
-from sslbench.bench.reports import SuiteResults, collect, compare_suites, write_report
+from sslbench.bench.compare import compare_suites
+from sslbench.bench.reports import SuiteResults, collect, write_report
 from sslbench.engine.runner import InProcessExecutor
 from sslbench.engine.store import Store
 from sslbench.bench.suites import load_suites

@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from sslbench.cli import app
 from sslbench.engine.runner import InProcessExecutor
 from sslbench.engine.store import Store
-from sslbench.bench.suites import KeyLocator, SuiteError, evaluate_claims, load_suites, welch
+from sslbench.bench.claims import evaluate_claims, welch
+from sslbench.bench.suites import SuiteError, load_suites
+from sslbench.bench.toml_lines import KeyLocator
 
 REPO = Path(__file__).resolve().parent.parent
 

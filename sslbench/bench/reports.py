@@ -1,5 +1,5 @@
-"""Suite reports and comparisons: a suite's stored runs as tables, claims, plots and a Markdown
-report (with the same tables as LaTeX, CSV or JSON), and two runs or two suites side by side.
+"""Suite reports: a suite's stored runs as tables, claims, plots and a Markdown report (with the
+same tables as LaTeX, CSV or JSON).
 
 Only the metrics a suite asked for count: for each cell, the evaluators of the suite with the
 suite's options and selection rule (a run shared with another suite may carry other metrics too).
@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sslbench.sdk.protocol import Protocol
-from sslbench.bench.tables import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, format_value, latex_text, mean_std, rows_as_records
+from sslbench.bench.tables import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, latex_text, rows_as_records
 from sslbench.engine.runner import Cell, _hash
 from sslbench.engine.store import RunRecord, Store
-from sslbench.bench.suites import SPREAD_RULE, ClaimResult, Suite, evaluate_claims, welch
+from sslbench.bench.claims import SPREAD_RULE, ClaimResult, evaluate_claims
+from sslbench.bench.suites import Suite
 
 #: run-folder pictures and the report section each belongs to (any other PNG goes to "other pictures")
 PICTURE_SECTIONS = {
@@ -352,88 +353,4 @@ def report_json(results: SuiteResults, claims: Sequence[ClaimResult]) -> dict[st
     }
 
 
-# ------------------------------------------------------------------------------------------------
-# compare
-
-
-@dataclass
-class Comparison:
-    """Two sides (runs or suites) metric by metric."""
-
-    title: str
-    header: list[str]
-    rows: list[list[str]]
-    records: list[dict[str, Any]]
-    notes: list[str] = field(default_factory=list)
-
-
-def _fmt(metric: str, v: float) -> str:
-    return f"{100 * v:+.2f}" if metric.endswith(PERCENT_SUFFIXES) else f"{v:+.4g}"
-
-
-def compare_runs(store: Store, a: RunRecord, b: RunRecord) -> Comparison:
-    """Two single runs: each metric (same evaluator and selection rule) and B - A. One run per side
-    has no seed spread, so no verdict on it."""
-
-    def metrics(run: RunRecord) -> dict[tuple[str, str, str], float]:
-        return {(m["evaluator"], m["selection"], m["name"]): m["value"] for m in store.metrics(run.id) if m["value"] is not None}
-
-    ma, mb = metrics(a), metrics(b)
-    keys = list(dict.fromkeys([*ma, *mb]))
-    rows, records = [], []
-    for evaluator, selection, name in keys:
-        va, vb = ma.get((evaluator, selection, name)), mb.get((evaluator, selection, name))
-        diff = vb - va if va is not None and vb is not None else None
-        rows.append([f"{name} ({evaluator}, {selection})", format_value(name, [va]) if va is not None else "-",
-                     format_value(name, [vb]) if vb is not None else "-", _fmt(name, diff) if diff is not None else "-"])
-        records.append({"metric": name, "evaluator": evaluator, "selection": selection, "a": va, "b": vb, "difference": diff})
-    differs = [k for k in ("method", "dataset", "seed", "epochs", "protocol_hash") if getattr(a, k) != getattr(b, k)]
-    pa, pb = a.config.get("method_params", {}), b.config.get("method_params", {})
-    if pa != pb:
-        differs.append("method_params")
-    notes = [
-        f"A = run {a.id}: {a.method} on {a.dataset}, seed {a.seed}, {a.epochs} epochs, protocol {a.protocol_hash}, {a.status}",
-        f"B = run {b.id}: {b.method} on {b.dataset}, seed {b.seed}, {b.epochs} epochs, protocol {b.protocol_hash}, {b.status}",
-        f"the runs differ in: {', '.join(differs) or 'nothing that changes training'}",
-        "one run per side: no seed-to-seed spread to judge the difference against; compare two suites "
-        "(several seeds) for that",
-    ]
-    return Comparison(f"run {a.id} vs run {b.id}", ["metric", "A", "B", "B - A"], rows, records, notes)
-
-
-def compare_suites(a: SuiteResults, b: SuiteResults) -> Comparison:
-    """Two suites (or budgets): every (dataset, method, metric) present in both, mean ± std over
-    seeds, the difference and whether it exceeds the seed-to-seed spread (:data:`SPREAD_RULE`)."""
-    rows, records = [], []
-    keys = [k for k in a.values if k in b.values]
-    for dataset, method in keys:
-        va, vb = a.values[(dataset, method)], b.values[(dataset, method)]
-        for metric in [m for m in va if m in vb and not m.endswith(DETAIL_SUFFIXES)]:
-            xa, xb = va[metric], vb[metric]
-            diff = mean_std(xb)[0] - mean_std(xa)[0]
-            p = welch(xa, xb)
-            verdict = "n/a (1 seed)" if p is None else ("yes" if p < 0.05 else "no")
-            rows.append([dataset, method, metric, f"{format_value(metric, xa)} (n={len(xa)})", f"{format_value(metric, xb)} (n={len(xb)})",
-                         _fmt(metric, diff), "-" if p is None else f"{p:.3g}", verdict])
-            records.append({"dataset": dataset, "method": method, "metric": metric, "a": xa, "b": xb, "difference": diff, "p_value": p, "beyond_seed_spread": verdict})
-    name_a, name_b = f"{a.suite.name}@{a.budget}", f"{b.suite.name}@{b.budget}"
-    notes = [f"A = {name_a}, B = {name_b}; differences are B - A (accuracies in percentage points)",
-             f"beyond seed spread: {SPREAD_RULE}"]
-    if not rows:
-        notes.append("no (data set, method, metric) has finished runs on both sides")
-    return Comparison(f"{name_a} vs {name_b}", ["dataset", "method", "metric", "A", "B", "B - A", "Welch p", "beyond seed spread"], rows, records, notes)
-
-
-def comparison_text(c: Comparison, fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps({"title": c.title, "rows": c.records, "notes": c.notes}, indent=2)
-    from tabulate import tabulate
-
-    table = tabulate(c.rows, c.header, tablefmt="github", disable_numparse=True)
-    return "\n".join([f"## {c.title}", "", table, "", *[f"- {n}" for n in c.notes]])
-
-
-__all__ = [
-    "Comparison", "SuiteResults", "claims_table", "collect", "compare_runs", "compare_suites", "comparison_text",
-    "make_plots", "markdown_report", "write_report",
-]
+__all__ = ["SuiteResults", "claims_table", "collect", "make_plots", "markdown_report", "write_report"]

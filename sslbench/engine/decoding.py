@@ -22,7 +22,6 @@ atomically) and reused by later evaluations of the same run when its settings ma
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench.sdk.api import EvalInputs
+from sslbench.sdk.files import atomic_path
 
 #: epochs of decoder training when ``SSLBENCH_DECODER_EPOCHS`` is not set
 DEFAULT_EPOCHS = 10
@@ -99,16 +99,9 @@ class FrozenDecoder:
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    """``torch.save`` through :func:`sslbench.sdk.files.atomic_path`."""
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _settings(inputs: EvalInputs, epochs: int) -> dict[str, Any]:

@@ -20,10 +20,12 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from sslbench import __version__
-from sslbench.sdk.api import BuildContext, DataError, EvalInputs, ImageData, Method, ParamError, resolve_params
+from sslbench.sdk.api import BuildContext, DataError, EvalInputs, ImageData, Method, ParamError
 from sslbench.sdk.data import validation_index
+from sslbench.sdk.files import atomic_path
 from sslbench.engine.plugins import Registry
 from sslbench.sdk.protocol import Protocol
+from sslbench.engine.decoding import train_frozen_decoder
 from sslbench.engine.store import Store
 from sslbench.engine.train import Diverged, Reporter, embed_all, pick_device, train
 
@@ -162,9 +164,9 @@ def build_grid(
     if stray:
         raise GridError(f"-p names {', '.join(stray)}, which is not a method, dataset or evaluator of this run ({', '.join(sorted(known))})")
     try:
-        ds_params = resolve_params(dataset, ds_cls.params, params.get(dataset, {}))
-        ev = [(cls.name, resolve_params(cls.name, cls.params, params.get(cls.name, {}))) for cls in eval_classes]
-        mparams = {cls.name: resolve_params(cls.name, cls.params, params.get(cls.name, {})) for cls in method_classes}
+        ds_params = ds_cls.resolve(params.get(dataset, {}))
+        ev = [(cls.name, cls.resolve(params.get(cls.name, {}))) for cls in eval_classes]
+        mparams = {cls.name: cls.resolve(params.get(cls.name, {})) for cls in method_classes}
     except ParamError as exc:
         raise GridError(str(exc)) from None
     protocol: Protocol = ds_cls.protocol
@@ -209,9 +211,8 @@ def _build_method(registry: Registry, cell: Cell, data: ImageData, device: torch
 
 
 def _save_checkpoint(method: Method, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(method.state_dict(), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(method.state_dict(), tmp)
 
 
 def execute_cell(cell: Cell, store: Store, registry: Registry, data_cache: DataCache | None = None, report: Reporter | None = None) -> Outcome:
@@ -278,6 +279,7 @@ def evaluate_cell(cell: Cell, method: Method, data: ImageData, store: Store, reg
     inputs = EvalInputs(
         train_z=train_z, test_z=test_z, data=data, method=method, device=device, seed=cell.seed,
         selection=cell.selection, val_index=validation_index(data.train_y).to(device), run_dir=str(run_dir),
+        decoder_factory=train_frozen_decoder,
     )
     done = []
     for name, options in todo:

@@ -12,7 +12,7 @@ import math
 import resource
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol as TypingProtocol
+from typing import Protocol as TypingProtocol
 
 import torch
 
@@ -35,7 +35,9 @@ class Diverged(RuntimeError):
 HISTORY_POINTS = 20
 
 
-class StepReporter(TypingProtocol):
+class Reporter(TypingProtocol):
+    """Called every few steps with the step, the total steps and each loss term's running mean."""
+
     def __call__(self, step: int, total: int, terms: dict[str, float]) -> None: ...
 
 
@@ -93,7 +95,7 @@ def train(
     epochs: int,
     seed: int,
     precision: str = "fp32",
-    report: StepReporter | None = None,
+    report: Reporter | None = None,
     report_every: int = 10,
 ) -> TrainResult:
     """Train ``method`` on ``data`` (already on the method's device) for ``epochs`` epochs.
@@ -110,6 +112,12 @@ def train(
     optimizer = make_optimizer(method, protocol)
     spec = protocol.augment
     pairs = data.train_next is not None
+    if pairs and (method.views != 2 or method.original):
+        wants = f"{method.views} view(s)" + (" with the un-augmented image first" if method.original else "")
+        raise ValueError(
+            f"{data.name} yields pairs of consecutive frames (train_next) as the two views of each sample, but "
+            f"{method.name} asks for {wants}; train a two-view method on it, or a data set without frame pairs"
+        )
     pool = (data.train_next >= 0).nonzero().squeeze(1) if pairs else None  # type: ignore[operator]
     n = int(pool.numel()) if pool is not None else data.train_x.shape[0]
     batch = min(protocol.batch_size, n)
@@ -186,5 +194,3 @@ def embed_all(method: Method, x_uint8: torch.Tensor, batch_size: int = 1024) -> 
     out = [method.embed(x_uint8[i : i + batch_size].float().div_(255)) for i in range(0, x_uint8.shape[0], batch_size)]
     return torch.cat(out).float()
 
-
-Reporter = Callable[[int, int, dict[str, float]], None]

@@ -8,8 +8,10 @@ A plugin module implements one or more hooks from :mod:`sslbench.sdk.hookspecs`;
 * :class:`Evaluator` -- a metric on frozen representations (``register_evaluators``);
 * :class:`Architecture` -- an encoder/decoder family a protocol can name (``register_architectures``).
 
-Plugins import from here (and from :mod:`sslbench.sdk.nets`, :mod:`sslbench.sdk.protocol`), never from the
-runner or the CLI.
+Each base resolves and validates its own ``params`` (:meth:`Method.resolve`); an evaluator declares
+the metrics it returns and the pictures it writes (:mod:`sslbench.sdk.metrics`). Plugins import from
+:mod:`sslbench.sdk` only, never from the engine, bench or the CLI; the plugin guide
+(``docs/plugins.md``) walks through one complete plugin of each kind.
 """
 
 from __future__ import annotations
@@ -20,67 +22,11 @@ from typing import Any, Callable, ClassVar, Mapping, Sequence
 import torch
 from torch import nn
 
+from sslbench.sdk.metrics import Metric, Picture, find_metric
+from sslbench.sdk.params import Param, ParamError, resolve_params
 from sslbench.sdk.protocol import Protocol
 
 FAMILIES = ("generative", "discriminative", "probabilistic", "baseline")
-
-
-class ParamError(ValueError):
-    """A method, dataset or evaluator parameter was unknown or had a bad value."""
-
-
-@dataclass(frozen=True)
-class Param:
-    """A declared, user-settable hyper-parameter (``sslbench run -p simvae.views=4``)."""
-
-    default: Any
-    help: str = ""
-    choices: tuple[Any, ...] | None = None
-    minimum: float | None = None
-
-    def parse(self, owner: str, name: str, value: Any) -> Any:
-        """Convert ``value`` (often a string from the CLI or TOML) to the default's type and check it."""
-        kind = type(self.default)
-        try:
-            if isinstance(value, str) and kind is bool:
-                lowered = value.strip().lower()
-                if lowered not in {"true", "false", "1", "0", "yes", "no"}:
-                    raise ValueError(value)
-                parsed: Any = lowered in {"true", "1", "yes"}
-            elif self.default is None:
-                parsed = value
-            elif kind is float and isinstance(value, (int, float, str)):
-                parsed = float(value)
-            elif kind is int and isinstance(value, (int, str)) and not isinstance(value, bool):
-                parsed = int(value)
-            elif kind is str:
-                parsed = str(value)
-            elif isinstance(value, kind):
-                parsed = value
-            else:
-                raise ValueError(value)
-        except ValueError:
-            raise ParamError(
-                f"{owner}.{name}={value!r} is not a valid {kind.__name__}; "
-                f"default is {self.default!r}. {self.help}".strip()
-            ) from None
-        if self.choices is not None and parsed not in self.choices:
-            raise ParamError(f"{owner}.{name}={parsed!r}: choose one of {list(self.choices)}")
-        if self.minimum is not None and parsed < self.minimum:
-            raise ParamError(f"{owner}.{name}={parsed!r}: must be >= {self.minimum}")
-        return parsed
-
-
-def resolve_params(owner: str, declared: Mapping[str, Param], given: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``given``, each value parsed and checked; unknown names are errors."""
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        known = ", ".join(sorted(declared)) or "none"
-        raise ParamError(f"{owner} has no parameter {', '.join(unknown)}; its parameters: {known}")
-    values = {name: p.default for name, p in declared.items()}
-    for name, value in given.items():
-        values[name] = declared[name].parse(owner, name, value)
-    return values
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,7 +81,24 @@ class ImageData:
         return ImageData(**moved)
 
 
-class DatasetPlugin:
+class _Parametrised:
+    """The parameter handling shared by methods, data sets and evaluators."""
+
+    name: ClassVar[str]
+    params: ClassVar[Mapping[str, Param]] = {}
+
+    @classmethod
+    def declared_params(cls) -> dict[str, Param]:
+        """Every parameter a user may set on this class (``-p NAME.KEY=VALUE``)."""
+        return dict(cls.params)
+
+    @classmethod
+    def resolve(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The defaults overlaid with ``given``, each value parsed and checked (:class:`ParamError`)."""
+        return resolve_params(cls.name, cls.declared_params(), given)
+
+
+class DatasetPlugin(_Parametrised):
     """A data set: loads :class:`ImageData` and names the protocol it is trained under."""
 
     name: ClassVar[str]
@@ -143,7 +106,8 @@ class DatasetPlugin:
     #: the protocol this data set is trained under (see :mod:`sslbench.sdk.protocol`)
     protocol: ClassVar[Protocol]
     params: ClassVar[Mapping[str, Param]] = {}
-    #: whether load() needs files (``--data-dir``) or can make/download them itself
+    #: whether load() reads files (``--data-dir``, or a download) or makes its data itself; listed by
+    #: ``sslbench list-datasets``
     needs_files: ClassVar[bool] = False
 
     def load(self, data_dir: str | None, **params: Any) -> ImageData:  # pragma: no cover - interface
@@ -198,7 +162,11 @@ class BuildContext:
         return self._architecture().decoder(self.image_shape, dim, self.protocol)
 
 
-class Method(nn.Module):
+def _lr_param(family: str) -> Param:
+    return Param(0.0, f"learning rate; 0 takes the protocol's {family} default", minimum=0.0)
+
+
+class Method(_Parametrised, nn.Module):
     """A self-supervised method. Subclass, set the class attributes, implement ``loss`` and ``embed``.
 
     The training loop hands ``loss`` a float tensor ``views`` of shape (B, V, C, H, W) in [0, 1]:
@@ -206,6 +174,11 @@ class Method(nn.Module):
     entries are augmentations; otherwise all V entries are augmentations. ``loss`` returns a dict of
     named scalar terms; ``"loss"`` is the one minimised (the weighted sum of the others), every term
     is logged.
+
+    ``params`` declares the method's own hyper-parameters; every trainable method also has ``lr``
+    (declared here once: 0, the default, takes the protocol's learning rate for the method's family).
+    The runner resolves the user's values with :meth:`resolve` and passes them to ``__init__``, where
+    they are ``self.hparams``.
     """
 
     name: ClassVar[str]
@@ -214,6 +187,11 @@ class Method(nn.Module):
     params: ClassVar[Mapping[str, Param]] = {}
     #: whether the method has anything to train (the random-encoder floor does not)
     trainable: ClassVar[bool] = True
+
+    @classmethod
+    def declared_params(cls) -> dict[str, Param]:
+        """The class's ``params`` plus ``lr`` for a trainable method (a method may redeclare ``lr``)."""
+        return {"lr": _lr_param(cls.family), **cls.params} if cls.trainable else dict(cls.params)
 
     def __init__(self, ctx: BuildContext, **params: Any) -> None:
         super().__init__()
@@ -284,19 +262,25 @@ class EvalInputs:
     selection: str
     val_index: torch.Tensor
     run_dir: str | None = None
+    #: builds a decoder for a method without one; the engine passes its frozen-decoder trainer
+    decoder_factory: Callable[["EvalInputs"], Callable[[torch.Tensor], torch.Tensor]] | None = field(default=None, repr=False)
     _decoder: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
     def decoder(self) -> Callable[[torch.Tensor], torch.Tensor]:
         """A map from representations to images in [0, 1]: the method's own ``decode`` when it has one,
-        else the protocol's decoder trained with MSE on the frozen train representations (SimVAE paper
-        A.7.6), trained once per run and shared by every evaluator that asks."""
+        else what ``decoder_factory`` builds (in sslbench runs: the protocol's decoder trained with MSE
+        on the frozen train representations, SimVAE paper A.7.6), built once per run and shared by
+        every evaluator that asks."""
         if self._decoder is None:
             if "decode" in self.method.capabilities():
                 self._decoder = self.method.decode
+            elif self.decoder_factory is not None:
+                self._decoder = self.decoder_factory(self)
             else:
-                from sslbench.engine.decoding import train_frozen_decoder
-
-                self._decoder = train_frozen_decoder(self)
+                raise RuntimeError(
+                    f"{self.method.name} has no decoder of its own and these EvalInputs were given no "
+                    "decoder_factory to train one; sslbench's runner passes one, a test must too"
+                )
         return self._decoder
 
     @property
@@ -311,12 +295,19 @@ class EvalInputs:
         return mask.nonzero().squeeze(1)
 
 
-class Evaluator:
-    """A metric on frozen representations. ``evaluate`` returns named floats."""
+class Evaluator(_Parametrised):
+    """A metric on frozen representations. ``evaluate`` returns named floats.
+
+    ``metrics`` declares every name ``evaluate`` may return (a :class:`Metric` each, or one with a
+    ``*`` pattern for names that depend on the data); ``pictures`` declares the files it writes into
+    ``inputs.run_dir``. Tables, claims and reports read only these declarations.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     params: ClassVar[Mapping[str, Param]] = {}
+    metrics: ClassVar[tuple[Metric, ...]] = ()
+    pictures: ClassVar[tuple[Picture, ...]] = ()
     #: method capabilities this evaluator needs (e.g. {"decode"}); runs lacking one are skipped
     requires: ClassVar[frozenset[str]] = frozenset()
     #: whether ``sslbench run --save-images`` adds this evaluator (it writes picture grids)
@@ -331,6 +322,11 @@ class Evaluator:
 
     def evaluate(self, inputs: EvalInputs, **options: Any) -> dict[str, float]:  # pragma: no cover
         raise NotImplementedError
+
+    @classmethod
+    def metric(cls, name: str) -> Metric | None:
+        """The declaration of metric ``name`` (exact name first, then a matching pattern), or None."""
+        return find_metric(cls.metrics, name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -351,3 +347,8 @@ class Architecture:
 
 
 Register = Callable[[type], None]
+
+__all__ = [
+    "FAMILIES", "Architecture", "BuildContext", "DataError", "DatasetPlugin", "EvalInputs", "Evaluator", "ImageData",
+    "Method", "Metric", "Param", "ParamError", "Picture", "Register", "resolve_params",
+]

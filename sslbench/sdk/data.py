@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from sslbench.sdk.api import DataError
+from sslbench.sdk.files import atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
@@ -56,15 +57,11 @@ def unpack_gz(path: Path, into: Path) -> Path:
     target = into / path.stem
     if target.is_file() and target.stat().st_mtime >= path.stat().st_mtime:
         return target
-    into.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(target.suffix + ".part")
     try:
-        with gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
+        with atomic_path(target) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst)
     except (OSError, EOFError) as exc:
-        tmp.unlink(missing_ok=True)
         raise DataError(f"{path} is not a readable gzip file ({exc}); replace it with an intact copy") from exc
-    os.replace(tmp, target)
     return target
 
 
@@ -189,7 +186,6 @@ def cached_tensors(namespace: str, key: str, build) -> dict:  # type: ignore[no-
         except Exception:  # noqa: BLE001 - a half-written or foreign file: rebuild it
             path.unlink(missing_ok=True)
     result = build()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
-    torch.save(result, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(result, tmp)
     return result

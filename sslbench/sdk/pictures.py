@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from sslbench.sdk.files import atomic_path
+
 
 def image_grid(images: torch.Tensor, ncol: int | None = None, padding: int = 2, pad_value: float = 1.0, min_cell: int = 32) -> np.ndarray:
     """A (H', W', C) uint8 array holding the images in a grid separated by ``padding`` pixels."""
@@ -55,9 +57,7 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike[str], ncol: int | No
 
     pixels = image_grid(images, ncol=ncol, padding=padding, min_cell=min_cell)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    # a 2-D uint8 array becomes a grey ("L") PNG, an (H, W, 3) one an RGB PNG
-    Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        # a 2-D uint8 array becomes a grey ("L") PNG, an (H, W, 3) one an RGB PNG
+        Image.fromarray(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels).save(tmp, format="PNG")
     return path

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from sslbench import hookimpl
 from sslbench.sdk.api import DataError, EvalInputs, Evaluator, Param
-from sslbench_plugins.evaluators.samples import ClassGaussians, as_float_images, decode_all, needs_labels
+from sslbench.sdk.generation import ClassGaussians, as_float_images, decode_all, needs_labels
 
 WEIGHTS_ENV = "SSLBENCH_FID_WEIGHTS"
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"

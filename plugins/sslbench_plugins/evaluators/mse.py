@@ -13,7 +13,7 @@ import torch
 
 from sslbench import hookimpl
 from sslbench.sdk.api import EvalInputs, Evaluator, Param
-from sslbench_plugins.evaluators.samples import as_float_images, frozen
+from sslbench.sdk.generation import as_float_images, frozen
 
 
 class ReconstructionMSE(Evaluator):

@@ -75,7 +75,6 @@ class MoCo(Method):
         "head_dim": Param(128, "MLP head output size (MoCo v2: 128)", minimum=1),
         "bn_groups": Param(2, "sub-batches emulating MoCo's shuffling BN on one device (1 = off)", minimum=1),
         "symmetric": Param(False, "also use the loss with the two views swapped (MoCo v3 style)"),
-        "lr": Param(0.0, "learning rate; 0 takes the protocol's discriminative default"),
     }
 
     def __init__(self, ctx: BuildContext, **params) -> None:  # type: ignore[no-untyped-def]

@@ -20,7 +20,6 @@ class SimCLR(Method):
         "temperature": Param(0.7, "NT-Xent temperature (the SimVAE paper used 0.7; SimCLR's own default 0.5)", minimum=1e-4),
         "proj_hidden": Param(512, "projection head hidden width", minimum=1),
         "proj_dim": Param(128, "projection output size", minimum=1),
-        "lr": Param(0.0, "learning rate; 0 takes the protocol's discriminative default"),
     }
 
     def __init__(self, ctx: BuildContext, **params) -> None:  # type: ignore[no-untyped-def]

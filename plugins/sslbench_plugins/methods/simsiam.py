@@ -62,7 +62,6 @@ class SimSiam(Method):
         "proj_dim": Param(2048, "projector width and output size (paper: 2048)", minimum=1),
         "proj_layers": Param(2, "projector layers (paper: 2 on CIFAR, 3 on ImageNet)", choices=(1, 2, 3)),
         "pred_hidden": Param(512, "predictor bottleneck width (paper: 512)", minimum=1),
-        "lr": Param(0.0, "learning rate; 0 takes the protocol's discriminative default"),
     }
 
     def __init__(self, ctx: BuildContext, **params) -> None:  # type: ignore[no-untyped-def]

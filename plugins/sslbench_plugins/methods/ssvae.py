@@ -33,7 +33,6 @@ from sslbench.sdk.api import BuildContext, Method, Param
 
 COMMON_PARAMS = {
     "symmetric": Param(False, "also predict view 1 from view 2 and average (InfoNCE itself is one-directional)"),
-    "lr": Param(0.0, "learning rate; 0 takes the protocol's probabilistic default"),
 }
 
 

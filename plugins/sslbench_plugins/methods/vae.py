@@ -60,7 +60,6 @@ class GaussianVAEBase(Method):
 LIKELIHOOD_PARAMS = {
     "likelihood": Param("gaussian", "p(x|z): gaussian with fixed variance, or bernoulli", choices=("gaussian", "bernoulli")),
     "likelihood_var": Param(0.02, "variance of the Gaussian likelihood", minimum=1e-6),
-    "lr": Param(0.0, "learning rate; 0 takes the protocol's generative default"),
 }
 
 

@@ -24,7 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.sdk.api import Param
 from sslbench.sdk.power_spherical import log_prob
 from sslbench_plugins.methods.simsiam import SimSiam
 
@@ -52,7 +51,6 @@ class VISimSiam(SimSiam):
     name = "vi-simsiam"
     family = "probabilistic"
     description = "VI-SimSiam: SimSiam with a Power Spherical predictor; kappa is the per-image uncertainty"
-    params = {**SimSiam.params, "lr": Param(0.0, "learning rate; 0 takes the protocol's probabilistic default")}
 
     def build_predictor(self, dim: int, hidden: int) -> nn.Module:
         return PowerSphericalPredictor(dim, hidden)

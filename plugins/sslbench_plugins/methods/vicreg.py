@@ -79,7 +79,6 @@ class VICReg(Method):
         "eps": Param(1e-4, "epsilon inside the variance term's square root (paper: 1e-4)", minimum=0.0),
         "expander_hidden": Param(2048, "expander hidden width (paper on ImageNet: 8192)", minimum=1),
         "expander_dim": Param(2048, "expander output size d (paper on ImageNet: 8192)", minimum=2),
-        "lr": Param(0.0, "learning rate; 0 takes the protocol's discriminative default"),
     }
 
     def __init__(self, ctx: BuildContext, **params) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,255 @@
+"""Claims a suite states, and the statistics that judge them against stored results.
+
+An ordering claim (``"simvae > vae on knn_acc"``) holds when the seed means are in the stated order;
+a reference claim holds when a method's mean lies within a tolerance of a published value. Each
+verdict says whether the difference exceeds the seed-to-seed spread (:data:`SPREAD_RULE`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from sslbench.bench.toml_lines import Locates, check_keys, located
+
+if TYPE_CHECKING:
+    from sslbench.bench.suites import Suite
+
+ORDER_CLAIM_KEYS = {"claim", "budget", "source", "margin"}
+REFERENCE_CLAIM_KEYS = {"method", "metric", "value", "tolerance", "dataset", "budget", "source", "text"}
+ORDER_CLAIM = re.compile(
+    r"^\s*(?P<left>[\w.\-]+)\s*(?P<op>[<>])\s*(?P<right>[\w.\-]+)\s+on\s+(?P<metric>[\w.\-]+)"
+    r"(?:\s+in\s+(?P<dataset>[\w.\-]+))?\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An expectation about a suite's results.
+
+    ``kind == "order"``: ``left op right`` on ``metric`` compares the seed means (``op`` is ">" or
+    "<"; ``margin`` is the least difference that counts). ``kind == "reference"``: the mean of
+    ``method`` lies within ``tolerance`` of ``value`` (both in the metric's stored units: fractions for
+    accuracies). ``budget``, when set, is the only budget the claim is tested at.
+    """
+
+    kind: str
+    metric: str
+    dataset: str
+    text: str
+    left: str = ""
+    op: str = ">"
+    right: str = ""
+    margin: float = 0.0
+    method: str = ""
+    value: float = 0.0
+    tolerance: float = 0.0
+    budget: str | None = None
+    source: str = ""
+    key: tuple[Any, ...] = ()
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        return (self.left, self.right) if self.kind == "order" else (self.method,)
+
+
+def _amount(sf: Locates, keys: Sequence[Any], value: Any, what: str) -> float:
+    """A number in the metric's stored units, or a string ``"88.2%"`` (a percentage, divided by 100)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            pass
+    raise located(sf, keys, f"{what} must be a number in the metric's stored units (0.882 for 88.2% accuracy) or a string like \"88.2%\"")
+
+
+def parse_claim(sf: Locates, at: list[Any], raw: Any, suite: "Suite") -> list[Claim]:
+    """The claims one entry of a suite's ``claims`` list states (one per data set it applies to)."""
+    def check_method(name: str, keys: Sequence[Any]) -> None:
+        if name not in suite.methods:
+            import difflib
+
+            close = difflib.get_close_matches(name, suite.methods, n=1, cutoff=0.6)
+            hint = f"; the suite lists {close[0]!r}: is one of the two misspelt?" if close else ""
+            raise located(sf, keys, f"claim names method {name!r}, which is not in the suite's methods ({', '.join(suite.methods)}){hint}")
+
+    def datasets_for(dataset: str | None, keys: Sequence[Any]) -> list[str]:
+        if dataset is None:
+            return list(suite.datasets)
+        if dataset not in suite.datasets:
+            raise located(sf, keys, f"claim names data set {dataset!r}, which is not in the suite's data sets ({', '.join(suite.datasets)})")
+        return [dataset]
+
+    def budget_of(table: Mapping[str, Any]) -> str | None:
+        b = table.get("budget")
+        if b is not None and b not in suite.budgets:
+            raise located(sf, [*at, "budget"], f"claim is for budget {b!r}, which the suite does not have ({', '.join(suite.budgets)})")
+        return b
+
+    if isinstance(raw, str) or (isinstance(raw, dict) and "claim" in raw):
+        table = raw if isinstance(raw, dict) else {}
+        if table:
+            check_keys(sf, at, table, ORDER_CLAIM_KEYS, "an ordering claim")
+        text = table.get("claim", raw)
+        m = ORDER_CLAIM.match(text) if isinstance(text, str) else None
+        if not m:
+            raise located(sf, at, f"cannot read claim {text!r}; write \"METHOD > METHOD on METRIC\" (or \"<\" when lower is better), optionally \"... in DATASET\"")
+        check_method(m["left"], at)
+        check_method(m["right"], at)
+        margin = _amount(sf, [*at, "margin"], table["margin"], "margin") if "margin" in table else 0.0
+        budget = budget_of(table)
+        return [
+            Claim(
+                kind="order", metric=m["metric"], dataset=d, left=m["left"], op=m["op"], right=m["right"], margin=margin,
+                budget=budget, source=str(table.get("source", "")), key=tuple(at),
+                text=f"{m['left']} {m['op']} {m['right']} on {m['metric']}" + (f" in {d}" if len(suite.datasets) > 1 or m["dataset"] else ""),
+            )
+            for d in datasets_for(m["dataset"], at)
+        ]
+    if isinstance(raw, dict):
+        check_keys(sf, at, raw, REFERENCE_CLAIM_KEYS, "a reference-value claim")
+        for key in ("method", "metric", "value", "tolerance"):
+            if key not in raw:
+                raise located(sf, at, f"a reference-value claim needs method, metric, value and tolerance; `{key}` is missing")
+        check_method(raw["method"], [*at, "method"])
+        value = _amount(sf, [*at, "value"], raw["value"], "value")
+        tolerance = _amount(sf, [*at, "tolerance"], raw["tolerance"], "tolerance")
+        if tolerance < 0:
+            raise located(sf, [*at, "tolerance"], "must be >= 0")
+        budget = budget_of(raw)
+        return [
+            Claim(
+                kind="reference", metric=str(raw["metric"]), dataset=d, method=raw["method"], value=value, tolerance=tolerance,
+                budget=budget, source=str(raw.get("source", "")), key=tuple(at),
+                text=str(raw.get("text") or f"{raw['method']} {raw['metric']} = {_show(raw['metric'], value)} ± {_show(raw['metric'], tolerance)}")
+                + (f" in {d}" if len(suite.datasets) > 1 else ""),
+            )
+            for d in datasets_for(raw.get("dataset"), [*at, "dataset"])
+        ]
+    raise located(sf, at, "a claim is a string \"a > b on METRIC\" or a table { method, metric, value, tolerance } / { claim = \"a > b on METRIC\", budget = ... }")
+
+
+def _show(metric: str, value: float) -> str:
+    """A value in the metric's display units (accuracies in %)."""
+    from sslbench.bench.tables import PERCENT_SUFFIXES
+
+    return f"{100 * value:.4g}%" if metric.endswith(PERCENT_SUFFIXES) else f"{value:.4g}"
+
+
+def _show_diff(metric: str, value: float) -> str:
+    """A signed difference in display units (accuracies in percentage points)."""
+    from sslbench.bench.tables import PERCENT_SUFFIXES
+
+    return f"{100 * value:+.2f} pp" if metric.endswith(PERCENT_SUFFIXES) else f"{value:+.4g}"
+
+
+# ------------------------------------------------------------------------------------------------
+# claims against results
+
+
+@dataclass
+class Figures:
+    """A metric's values over seeds for one (data set, method)."""
+
+    values: list[float]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / len(self.values)
+
+    @property
+    def std(self) -> float:
+        from sslbench.bench.tables import mean_std
+
+        return mean_std(self.values)[1]
+
+
+@dataclass
+class ClaimResult:
+    claim: Claim
+    status: str  # "held", "not held" or "not run"
+    figures: str
+    detail: str = ""
+    beyond_spread: str = "n/a"
+    numbers: dict[str, Any] = field(default_factory=dict)
+
+
+def welch(a: Sequence[float], b: Sequence[float]) -> float | None:
+    """Two-sided p-value of Welch's unequal-variance t-test (``scipy.stats.ttest_ind(equal_var=False)``);
+    None with fewer than two values on a side, 0 when both sides have no spread but differ, 1 when
+    they are equal constants."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    from sslbench.bench.tables import mean_std
+
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    if sa == 0 and sb == 0:
+        return 1.0 if ma == mb else 0.0
+    from scipy import stats
+
+    return float(stats.ttest_ind(list(a), list(b), equal_var=False).pvalue)
+
+
+SPREAD_RULE = "Welch's t-test over seeds, two-sided p < 0.05 (needs at least 2 seeds on each side)"
+
+
+def format_figures(metric: str, values: Sequence[float]) -> str:
+    from sslbench.bench.tables import format_value
+
+    return f"{format_value(metric, values)} (n={len(values)})" if values else "no result"
+
+
+def evaluate_claims(
+    claims: Iterable[Claim], results: Mapping[tuple[str, str], Mapping[str, Sequence[float]]], budget: str,
+) -> list[ClaimResult]:
+    """Mark each claim held / not held / not run against ``results[(dataset, method)][metric]``
+    (per-seed values)."""
+    out = []
+    for claim in claims:
+        vals = {m: list(results.get((claim.dataset, m), {}).get(claim.metric, [])) for m in claim.methods}
+        missing = [m for m, v in vals.items() if not v]
+        if claim.kind == "order":
+            a, b = vals[claim.left], vals[claim.right]
+            figures = f"{claim.left} {format_figures(claim.metric, a)} vs {claim.right} {format_figures(claim.metric, b)}"
+        else:
+            a = vals[claim.method]
+            figures = f"{claim.method} {format_figures(claim.metric, a)} vs reference {_show(claim.metric, claim.value)} ± {_show(claim.metric, claim.tolerance)}"
+        result = ClaimResult(claim, "not run", figures)
+        if missing:
+            result.detail = f"no stored {claim.metric} for {', '.join(missing)} in {claim.dataset}"
+            stored = sorted({k for m in missing for k in results.get((claim.dataset, m), {})})
+            if stored:  # the runs exist: the metric name is probably wrong
+                result.detail += f" (its runs store {', '.join(stored)}; is the metric name right?)"
+            out.append(result)
+            continue
+        if claim.kind == "order":
+            diff = Figures(a).mean - Figures(b).mean
+            signed = diff if claim.op == ">" else -diff
+            held = signed > claim.margin
+            p = welch(a, b)
+            result.numbers = {"difference": diff, "p_value": p}
+            result.detail = f"difference {_show_diff(claim.metric, diff)}" + (f" (needs more than {_show(claim.metric, claim.margin)})" if claim.margin else "")
+            if p is not None:
+                result.detail += f", Welch p = {p:.3g}"
+                result.beyond_spread = "yes" if p < 0.05 else "no"
+        else:
+            diff = Figures(a).mean - claim.value
+            held = abs(diff) <= claim.tolerance
+            result.numbers = {"difference": diff}
+            result.detail = f"off by {_show_diff(claim.metric, diff)}"
+        result.status = "held" if held else "not held"
+        if claim.budget and claim.budget != budget:
+            result.status = "not run"
+            result.detail = f"the claim is for the {claim.budget} budget; these figures are from the {budget} budget ({result.detail})"
+        out.append(result)
+    return out
+
+
+__all__ = ["Claim", "ClaimResult", "SPREAD_RULE", "evaluate_claims", "parse_claim", "welch"]

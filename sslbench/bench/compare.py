@@ -1,0 +1,94 @@
+"""Comparisons: two stored runs, or two suites (or budgets of one), metric by metric, with the
+difference B - A and whether it exceeds the seed-to-seed spread."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sslbench.bench.claims import SPREAD_RULE, welch
+from sslbench.bench.reports import SuiteResults
+from sslbench.bench.tables import DETAIL_SUFFIXES, PERCENT_SUFFIXES, format_value, mean_std
+from sslbench.engine.store import RunRecord, Store
+
+
+
+@dataclass
+class Comparison:
+    """Two sides (runs or suites) metric by metric."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    records: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)
+
+
+def _fmt(metric: str, v: float) -> str:
+    return f"{100 * v:+.2f}" if metric.endswith(PERCENT_SUFFIXES) else f"{v:+.4g}"
+
+
+def compare_runs(store: Store, a: RunRecord, b: RunRecord) -> Comparison:
+    """Two single runs: each metric (same evaluator and selection rule) and B - A. One run per side
+    has no seed spread, so no verdict on it."""
+
+    def metrics(run: RunRecord) -> dict[tuple[str, str, str], float]:
+        return {(m["evaluator"], m["selection"], m["name"]): m["value"] for m in store.metrics(run.id) if m["value"] is not None}
+
+    ma, mb = metrics(a), metrics(b)
+    keys = list(dict.fromkeys([*ma, *mb]))
+    rows, records = [], []
+    for evaluator, selection, name in keys:
+        va, vb = ma.get((evaluator, selection, name)), mb.get((evaluator, selection, name))
+        diff = vb - va if va is not None and vb is not None else None
+        rows.append([f"{name} ({evaluator}, {selection})", format_value(name, [va]) if va is not None else "-",
+                     format_value(name, [vb]) if vb is not None else "-", _fmt(name, diff) if diff is not None else "-"])
+        records.append({"metric": name, "evaluator": evaluator, "selection": selection, "a": va, "b": vb, "difference": diff})
+    differs = [k for k in ("method", "dataset", "seed", "epochs", "protocol_hash") if getattr(a, k) != getattr(b, k)]
+    pa, pb = a.config.get("method_params", {}), b.config.get("method_params", {})
+    if pa != pb:
+        differs.append("method_params")
+    notes = [
+        f"A = run {a.id}: {a.method} on {a.dataset}, seed {a.seed}, {a.epochs} epochs, protocol {a.protocol_hash}, {a.status}",
+        f"B = run {b.id}: {b.method} on {b.dataset}, seed {b.seed}, {b.epochs} epochs, protocol {b.protocol_hash}, {b.status}",
+        f"the runs differ in: {', '.join(differs) or 'nothing that changes training'}",
+        "one run per side: no seed-to-seed spread to judge the difference against; compare two suites "
+        "(several seeds) for that",
+    ]
+    return Comparison(f"run {a.id} vs run {b.id}", ["metric", "A", "B", "B - A"], rows, records, notes)
+
+
+def compare_suites(a: SuiteResults, b: SuiteResults) -> Comparison:
+    """Two suites (or budgets): every (dataset, method, metric) present in both, mean ± std over
+    seeds, the difference and whether it exceeds the seed-to-seed spread (:data:`SPREAD_RULE`)."""
+    rows, records = [], []
+    keys = [k for k in a.values if k in b.values]
+    for dataset, method in keys:
+        va, vb = a.values[(dataset, method)], b.values[(dataset, method)]
+        for metric in [m for m in va if m in vb and not m.endswith(DETAIL_SUFFIXES)]:
+            xa, xb = va[metric], vb[metric]
+            diff = mean_std(xb)[0] - mean_std(xa)[0]
+            p = welch(xa, xb)
+            verdict = "n/a (1 seed)" if p is None else ("yes" if p < 0.05 else "no")
+            rows.append([dataset, method, metric, f"{format_value(metric, xa)} (n={len(xa)})", f"{format_value(metric, xb)} (n={len(xb)})",
+                         _fmt(metric, diff), "-" if p is None else f"{p:.3g}", verdict])
+            records.append({"dataset": dataset, "method": method, "metric": metric, "a": xa, "b": xb, "difference": diff, "p_value": p, "beyond_seed_spread": verdict})
+    name_a, name_b = f"{a.suite.name}@{a.budget}", f"{b.suite.name}@{b.budget}"
+    notes = [f"A = {name_a}, B = {name_b}; differences are B - A (accuracies in percentage points)",
+             f"beyond seed spread: {SPREAD_RULE}"]
+    if not rows:
+        notes.append("no (data set, method, metric) has finished runs on both sides")
+    return Comparison(f"{name_a} vs {name_b}", ["dataset", "method", "metric", "A", "B", "B - A", "Welch p", "beyond seed spread"], rows, records, notes)
+
+
+def comparison_text(c: Comparison, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"title": c.title, "rows": c.records, "notes": c.notes}, indent=2)
+    from tabulate import tabulate
+
+    table = tabulate(c.rows, c.header, tablefmt="github", disable_numparse=True)
+    return "\n".join([f"## {c.title}", "", table, "", *[f"- {n}" for n in c.notes]])
+
+
+__all__ = ["Comparison", "compare_runs", "compare_suites", "comparison_text"]
