@@ -151,7 +151,7 @@ def run(
             console.print(f"[bold]data:[/] {note}", highlight=False)
         if save_images:
             for o in outcomes:
-                folder = store.home / "runs" / o.run_id
+                folder = store.run_folder(o.run_id)
                 pngs = sorted(folder.glob("*.png"))
                 if pngs:
                     console.print(f"images for {o.method} seed {o.seed}: {folder}")
@@ -330,15 +330,13 @@ def _suite_cells(file: Optional[Path], name: str, budget: str, registry, data_di
 
 def _cell_state(store, cell) -> str:  # type: ignore[no-untyped-def]
     """What bench would do with a cell: complete, evaluate, train, retrain (interrupted) or failed."""
-    from sslbench.engine.runner import _hash
-
     record = store.get_run(cell.run_id) if store else None
     if record is None:
         return "train"
     if record.status == "failed":
         return "failed"
-    if record.status == "done" and (store.home / "runs" / cell.run_id / "model.pt").is_file():
-        missing = [n for n, o in cell.evaluators if not store.has_metrics(cell.run_id, n, _hash(o), cell.selection)]
+    if record.status == "done" and store.checkpoint_path(cell.run_id).is_file():
+        missing = [n for n, o in cell.evaluators if not store.has_metrics(cell.run_id, n, o, cell.selection)]
         return "evaluate" if missing else "complete"
     return "retrain"
 

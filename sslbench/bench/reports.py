@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from sslbench.sdk.protocol import Protocol
 from sslbench.bench.tables import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, latex_text, rows_as_records
-from sslbench.engine.runner import Cell, _hash
+from sslbench.engine.runner import Cell
 from sslbench.engine.store import RunRecord, Store
 from sslbench.bench.claims import SPREAD_RULE, ClaimResult, evaluate_claims
 from sslbench.bench.suites import Suite
@@ -79,8 +79,7 @@ def collect(store: Store, suite: Suite, budget: str, cells: Sequence[Cell]) -> S
                 where = f" at step {record.failed_step}" if record.failed_step else ""
                 row.failed.append(f"seed {cell.seed}: {record.status}{where}")
             continue
-        wanted = {(name, _hash(options)) for name, options in cell.evaluators}
-        metrics = [m for m in store.metrics(cell.run_id) if (m["evaluator"], m["options_hash"]) in wanted and m["selection"] == cell.selection]
+        metrics = store.metrics_for(cell.run_id, cell.evaluators, cell.selection)
         if not metrics and cell.evaluators:
             status[cell.run_id] = "not evaluated"  # trained; the next bench evaluates it
             continue
@@ -161,7 +160,7 @@ def _copy_pictures(store: Store, results: SuiteResults, out: Path) -> dict[str, 
         key = (cell.dataset, cell.method)
         if key in seen or results.status.get(cell.run_id) != "done":
             continue
-        folder = store.home / "runs" / cell.run_id
+        folder = store.run_folder(cell.run_id)
         pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
         if not pngs:
             continue

@@ -225,7 +225,7 @@ def execute_cell(cell: Cell, store: Store, registry: Registry, data_cache: DataC
     data = data_cache.get(registry, cell, device)
     record = store.get_run(run_id)
     run_dir = store.run_dir(run_id)
-    ckpt = run_dir / "model.pt"
+    ckpt = store.checkpoint_path(run_id)
     protocol = Protocol.from_dict(cell.protocol)
     reusable = record is not None and not cell.force and (
         record.status == "failed" or (record.status == "done" and ckpt.is_file())
@@ -271,7 +271,7 @@ def execute_cell(cell: Cell, store: Store, registry: Registry, data_cache: DataC
 def evaluate_cell(cell: Cell, method: Method, data: ImageData, store: Store, registry: Registry, run_dir: Path, device: torch.device) -> list[str]:
     """Run each evaluator whose metrics (for these options and this selection rule) are not stored
     yet. An evaluator that does not apply, or crashes, is stored as a note; the others go on."""
-    todo = [(n, o) for n, o in cell.evaluators if cell.force or not store.has_metrics(cell.run_id, n, _hash(o), cell.selection)]
+    todo = [(n, o) for n, o in cell.evaluators if cell.force or not store.has_metrics(cell.run_id, n, o, cell.selection)]
     if not todo:
         return []
     train_z = embed_all(method, data.train_x)
@@ -288,15 +288,15 @@ def evaluate_cell(cell: Cell, method: Method, data: ImageData, store: Store, reg
         if reason is None and not torch.isfinite(train_z).all():
             reason = "the representation contains NaN/inf"
         if reason is not None:
-            store.put_metrics(cell.run_id, name, options, _hash(options), cell.selection, {}, note=f"skipped: {reason}")
+            store.put_metrics(cell.run_id, name, options, cell.selection, {}, note=f"skipped: {reason}")
             continue
         torch.manual_seed(cell.seed)
         try:
             values = evaluator.evaluate(inputs, **options)
         except Exception as exc:  # noqa: BLE001 - report, keep the other evaluators
-            store.put_metrics(cell.run_id, name, options, _hash(options), cell.selection, {}, note=f"error: {type(exc).__name__}: {exc}")
+            store.put_metrics(cell.run_id, name, options, cell.selection, {}, note=f"error: {type(exc).__name__}: {exc}")
             continue
-        store.put_metrics(cell.run_id, name, options, _hash(options), cell.selection, values)
+        store.put_metrics(cell.run_id, name, options, cell.selection, values)
         done.append(name)
     return done
 

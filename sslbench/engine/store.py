@@ -12,6 +12,7 @@ Location: ``--home DIR`` or ``$SSLBENCH_HOME``, else ``~/.local/share/sslbench``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -58,6 +59,10 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (run_id, evaluator, options_hash, selection, name)
 );
 """
+
+
+#: file name of a run's trained weights inside its folder
+CHECKPOINT_NAME = "model.pt"
 
 
 def default_home() -> Path:
@@ -125,10 +130,25 @@ class Store:
             raise
         self._db.execute("COMMIT")
 
+    # -- the folder layout: HOME/results.sqlite, HOME/runs/<run id>/ ---------------------------
+    def run_folder(self, run_id: str) -> Path:
+        """Where a run's files (checkpoint, pictures, cached decoder) live; not created."""
+        return self.home / "runs" / run_id
+
     def run_dir(self, run_id: str) -> Path:
-        path = self.home / "runs" / run_id
+        """:meth:`run_folder`, created."""
+        path = self.run_folder(run_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def checkpoint_path(self, run_id: str) -> Path:
+        """The trained model's weights (``torch.save`` of its state dict, loaded with weights_only)."""
+        return self.run_folder(run_id) / CHECKPOINT_NAME
+
+    @staticmethod
+    def options_hash(options: dict[str, Any]) -> str:
+        """The key under which an evaluator's metrics for these options are stored."""
+        return hashlib.sha256(json.dumps(options, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
     # -- runs ---------------------------------------------------------------------------------
     def get_run(self, run_id: str) -> RunRecord | None:
@@ -179,16 +199,18 @@ class Store:
         return [RunRecord.from_row(r) for r in rows]
 
     # -- metrics ------------------------------------------------------------------------------
-    def has_metrics(self, run_id: str, evaluator: str, options_hash: str, selection: str) -> bool:
+    def has_metrics(self, run_id: str, evaluator: str, options: dict[str, Any], selection: str) -> bool:
+        """Whether ``evaluator`` with ``options`` under the ``selection`` rule is stored for the run."""
         row = self._db.execute(
             "SELECT 1 FROM metrics WHERE run_id=? AND evaluator=? AND options_hash=? AND selection=? LIMIT 1",
-            (run_id, evaluator, options_hash, selection),
+            (run_id, evaluator, self.options_hash(options), selection),
         ).fetchone()
         return row is not None
 
-    def put_metrics(self, run_id: str, evaluator: str, options: dict[str, Any], options_hash: str, selection: str, values: dict[str, float], note: str | None = None) -> None:
+    def put_metrics(self, run_id: str, evaluator: str, options: dict[str, Any], selection: str, values: dict[str, float], note: str | None = None) -> None:
         """Store one evaluator's metrics for a run atomically. A skipped evaluator stores its reason
         as a ``note`` under the metric name ``skipped`` with a NULL value."""
+        options_hash = self.options_hash(options)
         now = time.time()
         with self._tx() as db:
             db.execute(
@@ -203,3 +225,8 @@ class Store:
     def metrics(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM metrics WHERE run_id = ? ORDER BY evaluator, name", (run_id,)).fetchall()
         return [dict(r) for r in rows]
+
+    def metrics_for(self, run_id: str, evaluators: list[tuple[str, dict[str, Any]]], selection: str) -> list[dict[str, Any]]:
+        """The run's stored metrics of exactly these (evaluator, options) under ``selection``."""
+        wanted = {(name, self.options_hash(options)) for name, options in evaluators}
+        return [m for m in self.metrics(run_id) if (m["evaluator"], m["options_hash"]) in wanted and m["selection"] == selection]
