@@ -3,6 +3,9 @@
 An ordering claim (``"simvae > vae on knn_acc"``) holds when the seed means are in the stated order;
 a reference claim holds when a method's mean lies within a tolerance of a published value. Each
 verdict says whether the difference exceeds the seed-to-seed spread (:data:`SPREAD_RULE`).
+
+Figures are shown in the metric's display units as its evaluator declares them (a ``"fraction"`` in
+%, differences in percentage points), looked up in a :class:`~sslbench.bench.tables.Catalog`.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from sslbench.bench.toml_lines import Locates, check_keys, located
 
 if TYPE_CHECKING:
     from sslbench.bench.suites import Suite
+    from sslbench.bench.tables import Catalog
 
 ORDER_CLAIM_KEYS = {"claim", "budget", "source", "margin"}
 REFERENCE_CLAIM_KEYS = {"method", "metric", "value", "tolerance", "dataset", "budget", "source", "text"}
@@ -132,18 +136,21 @@ def parse_claim(sf: Locates, at: list[Any], raw: Any, suite: "Suite") -> list[Cl
     raise located(sf, at, "a claim is a string \"a > b on METRIC\" or a table { method, metric, value, tolerance } / { claim = \"a > b on METRIC\", budget = ... }")
 
 
-def _show(metric: str, value: float) -> str:
-    """A value in the metric's display units (accuracies in %)."""
-    from sslbench.bench.tables import PERCENT_SUFFIXES
+def _percent(metric: str, catalog: "Catalog | None") -> bool:
+    """Whether ``metric`` is declared a fraction (shown in %)."""
+    from sslbench.bench.tables import Catalog
 
-    return f"{100 * value:.4g}%" if metric.endswith(PERCENT_SUFFIXES) else f"{value:.4g}"
+    return (catalog or Catalog()).metric(metric).percent
 
 
-def _show_diff(metric: str, value: float) -> str:
-    """A signed difference in display units (accuracies in percentage points)."""
-    from sslbench.bench.tables import PERCENT_SUFFIXES
+def _show(metric: str, value: float, catalog: "Catalog | None" = None) -> str:
+    """A value in the metric's display units (fractions in %)."""
+    return f"{100 * value:.4g}%" if _percent(metric, catalog) else f"{value:.4g}"
 
-    return f"{100 * value:+.2f} pp" if metric.endswith(PERCENT_SUFFIXES) else f"{value:+.4g}"
+
+def _show_diff(metric: str, value: float, catalog: "Catalog | None" = None) -> str:
+    """A signed difference in display units (fractions in percentage points)."""
+    return f"{100 * value:+.2f} pp" if _percent(metric, catalog) else f"{value:+.4g}"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -200,27 +207,33 @@ def welch(a: Sequence[float], b: Sequence[float]) -> float | None:
 SPREAD_RULE = "Welch's t-test over seeds, two-sided p < 0.05 (needs at least 2 seeds on each side)"
 
 
-def format_figures(metric: str, values: Sequence[float]) -> str:
+def format_figures(metric: str, values: Sequence[float], catalog: "Catalog | None" = None) -> str:
+    """Mean ± std over seeds in display units, and n; "no result" without values."""
     from sslbench.bench.tables import format_value
 
-    return f"{format_value(metric, values)} (n={len(values)})" if values else "no result"
+    return f"{format_value(metric, values, catalog)} (n={len(values)})" if values else "no result"
 
 
 def evaluate_claims(
     claims: Iterable[Claim], results: Mapping[tuple[str, str], Mapping[str, Sequence[float]]], budget: str,
+    catalog: "Catalog | None" = None,
 ) -> list[ClaimResult]:
     """Mark each claim held / not held / not run against ``results[(dataset, method)][metric]``
-    (per-seed values)."""
+    (per-seed values). ``catalog`` holds the metric declarations (default: the installed evaluators')."""
+    from sslbench.bench.tables import Catalog
+
+    catalog = catalog or Catalog()
     out = []
     for claim in claims:
         vals = {m: list(results.get((claim.dataset, m), {}).get(claim.metric, [])) for m in claim.methods}
         missing = [m for m, v in vals.items() if not v]
         if claim.kind == "order":
             a, b = vals[claim.left], vals[claim.right]
-            figures = f"{claim.left} {format_figures(claim.metric, a)} vs {claim.right} {format_figures(claim.metric, b)}"
+            figures = f"{claim.left} {format_figures(claim.metric, a, catalog)} vs {claim.right} {format_figures(claim.metric, b, catalog)}"
         else:
             a = vals[claim.method]
-            figures = f"{claim.method} {format_figures(claim.metric, a)} vs reference {_show(claim.metric, claim.value)} ± {_show(claim.metric, claim.tolerance)}"
+            figures = (f"{claim.method} {format_figures(claim.metric, a, catalog)} vs reference "
+                       f"{_show(claim.metric, claim.value, catalog)} ± {_show(claim.metric, claim.tolerance, catalog)}")
         result = ClaimResult(claim, "not run", figures)
         if missing:
             result.detail = f"no stored {claim.metric} for {', '.join(missing)} in {claim.dataset}"
@@ -235,7 +248,9 @@ def evaluate_claims(
             held = signed > claim.margin
             p = welch(a, b)
             result.numbers = {"difference": diff, "p_value": p}
-            result.detail = f"difference {_show_diff(claim.metric, diff)}" + (f" (needs more than {_show(claim.metric, claim.margin)})" if claim.margin else "")
+            result.detail = f"difference {_show_diff(claim.metric, diff, catalog)}"
+            if claim.margin:
+                result.detail += f" (needs more than {_show(claim.metric, claim.margin, catalog)})"
             if p is not None:
                 result.detail += f", Welch p = {p:.3g}"
                 result.beyond_spread = "yes" if p < 0.05 else "no"
@@ -243,7 +258,7 @@ def evaluate_claims(
             diff = Figures(a).mean - claim.value
             held = abs(diff) <= claim.tolerance
             result.numbers = {"difference": diff}
-            result.detail = f"off by {_show_diff(claim.metric, diff)}"
+            result.detail = f"off by {_show_diff(claim.metric, diff, catalog)}"
         result.status = "held" if held else "not held"
         if claim.budget and claim.budget != budget:
             result.status = "not run"

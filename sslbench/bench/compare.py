@@ -1,17 +1,23 @@
 """Comparisons: two stored runs, or two suites (or budgets of one), metric by metric, with the
-difference B - A and whether it exceeds the seed-to-seed spread."""
+difference B - A and whether it exceeds the seed-to-seed spread.
+
+Values and differences are shown as their evaluators declare them (a ``"fraction"`` in % and
+percentage points, see :class:`~sslbench.bench.tables.Catalog`); a suite comparison leaves out the
+metrics declared ``role="detail"``, a run comparison shows every stored metric.
+"""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sslbench.bench.claims import SPREAD_RULE, welch
 from sslbench.bench.reports import SuiteResults
-from sslbench.bench.tables import DETAIL_SUFFIXES, PERCENT_SUFFIXES, format_value, mean_std
+from sslbench.bench.tables import Catalog, format_value, mean_std
 from sslbench.engine.store import RunRecord, Store
-
+from sslbench.sdk.metrics import Metric
 
 
 @dataclass
@@ -25,13 +31,16 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
 
-def _fmt(metric: str, v: float) -> str:
-    return f"{100 * v:+.2f}" if metric.endswith(PERCENT_SUFFIXES) else f"{v:+.4g}"
+def _fmt(metric: str | Metric, v: float, catalog: Catalog | None = None) -> str:
+    """A signed difference: percentage points for a declared fraction, else the plain number."""
+    declared = metric if isinstance(metric, Metric) else (catalog or Catalog()).metric(metric)
+    return f"{100 * v:+.2f}" if declared.percent else f"{v:+.4g}"
 
 
-def compare_runs(store: Store, a: RunRecord, b: RunRecord) -> Comparison:
+def compare_runs(store: Store, a: RunRecord, b: RunRecord, catalog: Catalog | None = None) -> Comparison:
     """Two single runs: each metric (same evaluator and selection rule) and B - A. One run per side
     has no seed spread, so no verdict on it."""
+    catalog = catalog or Catalog()
 
     def metrics(run: RunRecord) -> dict[tuple[str, str, str], float]:
         return {(m["evaluator"], m["selection"], m["name"]): m["value"] for m in store.metrics(run.id) if m["value"] is not None}
@@ -42,8 +51,9 @@ def compare_runs(store: Store, a: RunRecord, b: RunRecord) -> Comparison:
     for evaluator, selection, name in keys:
         va, vb = ma.get((evaluator, selection, name)), mb.get((evaluator, selection, name))
         diff = vb - va if va is not None and vb is not None else None
-        rows.append([f"{name} ({evaluator}, {selection})", format_value(name, [va]) if va is not None else "-",
-                     format_value(name, [vb]) if vb is not None else "-", _fmt(name, diff) if diff is not None else "-"])
+        declared = catalog.metric(name, evaluator)
+        rows.append([f"{name} ({evaluator}, {selection})", format_value(name, [va], catalog, evaluator) if va is not None else "-",
+                     format_value(name, [vb], catalog, evaluator) if vb is not None else "-", _fmt(declared, diff) if diff is not None else "-"])
         records.append({"metric": name, "evaluator": evaluator, "selection": selection, "a": va, "b": vb, "difference": diff})
     differs = [k for k in ("method", "dataset", "seed", "epochs", "protocol_hash") if getattr(a, k) != getattr(b, k)]
     pa, pb = a.config.get("method_params", {}), b.config.get("method_params", {})
@@ -63,16 +73,17 @@ def compare_suites(a: SuiteResults, b: SuiteResults) -> Comparison:
     """Two suites (or budgets): every (dataset, method, metric) present in both, mean ± std over
     seeds, the difference and whether it exceeds the seed-to-seed spread (:data:`SPREAD_RULE`)."""
     rows, records = [], []
+    catalog = Catalog(a.catalog.evaluators, {**b.catalog.sources, **a.catalog.sources})
     keys = [k for k in a.values if k in b.values]
     for dataset, method in keys:
         va, vb = a.values[(dataset, method)], b.values[(dataset, method)]
-        for metric in [m for m in va if m in vb and not m.endswith(DETAIL_SUFFIXES)]:
+        for metric in [m for m in va if m in vb and catalog.metric(m).role != "detail"]:
             xa, xb = va[metric], vb[metric]
             diff = mean_std(xb)[0] - mean_std(xa)[0]
             p = welch(xa, xb)
             verdict = "n/a (1 seed)" if p is None else ("yes" if p < 0.05 else "no")
-            rows.append([dataset, method, metric, f"{format_value(metric, xa)} (n={len(xa)})", f"{format_value(metric, xb)} (n={len(xb)})",
-                         _fmt(metric, diff), "-" if p is None else f"{p:.3g}", verdict])
+            rows.append([dataset, method, metric, f"{format_value(metric, xa, catalog)} (n={len(xa)})",
+                         f"{format_value(metric, xb, catalog)} (n={len(xb)})", _fmt(metric, diff, catalog), "-" if p is None else f"{p:.3g}", verdict])
             records.append({"dataset": dataset, "method": method, "metric": metric, "a": xa, "b": xb, "difference": diff, "p_value": p, "beyond_seed_spread": verdict})
     name_a, name_b = f"{a.suite.name}@{a.budget}", f"{b.suite.name}@{b.budget}"
     notes = [f"A = {name_a}, B = {name_b}; differences are B - A (accuracies in percentage points)",
@@ -92,3 +103,36 @@ def comparison_text(c: Comparison, fmt: str) -> str:
 
 
 __all__ = ["Comparison", "compare_runs", "compare_suites", "comparison_text"]
+
+
+def resolve_references(store: Store, a: str, b: str, budget: str, suite_path: Path | None = None) -> tuple[RunRecord, RunRecord] | tuple[tuple[str, str], tuple[str, str]]:
+    """What ``sslbench compare A B`` compares: two stored runs (each a unique prefix, 4 characters or
+    more, of a run id) or two suites of the suite file as (name, budget), written SUITE or
+    SUITE@BUDGET (``budget`` when no @). Raises ValueError (a prefix matching several runs, a name
+    that is neither, one run and one suite) and SuiteError (a suite file that does not parse)."""
+    from sslbench.bench.suites import default_suite_file, load_suites
+
+    def as_run(ref: str) -> RunRecord | None:
+        found = [r for r in store.runs() if r.id.startswith(ref)] if len(ref) >= 4 else []
+        if len(found) > 1:
+            raise ValueError(f"{ref!r} matches {len(found)} runs ({', '.join(r.id for r in found[:5])}); give more of the run id")
+        return found[0] if found else None
+
+    def as_suite(ref: str) -> tuple[str, str] | None:
+        name, _, at = ref.partition("@")
+        path = Path(suite_path) if suite_path else default_suite_file()
+        if not path.is_file() or name not in load_suites(path).suites:
+            return None
+        return name, at or budget
+
+    run_a, run_b = as_run(a), as_run(b)
+    if run_a and run_b:
+        return run_a, run_b
+    suite_a, suite_b = as_suite(a), as_suite(b)
+    if suite_a and suite_b:
+        return suite_a, suite_b
+    unknown = [ref for ref, r, s in ((a, run_a, suite_a), (b, run_b, suite_b)) if not (r or s)]
+    if unknown:
+        raise ValueError(f"{', '.join(repr(u) for u in unknown)}: neither a stored run id (in {store.path}) nor a suite; "
+                         "see `sslbench results --runs` for run ids and `sslbench bench --list` for suites")
+    raise ValueError("compare two runs or two suites, not one of each")

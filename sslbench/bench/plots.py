@@ -1,7 +1,9 @@
 """PNG plots of a suite's results (matplotlib's object API on the Agg canvas: no pyplot, no display).
 
 Each function takes plain values (method -> metric -> per-seed list, or per-run loss histories) and
-writes one PNG; none of them knows about the store.
+writes one PNG; none of them knows about the store. A metric declared a ``"fraction"`` by its
+evaluator (looked up in a :class:`~sslbench.bench.tables.Catalog`, by default the installed
+evaluators') is drawn in %; any other as the number it is.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Mapping, Sequence
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sslbench.bench.tables import PERCENT_SUFFIXES, mean_std
+from sslbench.bench.tables import Catalog, mean_std
 
 Values = Mapping[str, Mapping[str, Sequence[float]]]
 """method -> metric -> one value per seed"""
@@ -21,12 +23,16 @@ Values = Mapping[str, Mapping[str, Sequence[float]]]
 DPI = 110
 
 
-def _scale(metric: str) -> float:
-    return 100.0 if metric.endswith(PERCENT_SUFFIXES) else 1.0
+def _percent(metric: str, catalog: Catalog | None = None) -> bool:
+    return (catalog or Catalog()).metric(metric).percent
 
 
-def _label(metric: str) -> str:
-    return f"{metric} (%)" if metric.endswith(PERCENT_SUFFIXES) else metric
+def _scale(metric: str, catalog: Catalog | None = None) -> float:
+    return 100.0 if _percent(metric, catalog) else 1.0
+
+
+def _label(metric: str, catalog: Catalog | None = None) -> str:
+    return f"{metric} (%)" if _percent(metric, catalog) else metric
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -49,18 +55,20 @@ def _colours(n: int) -> list:  # type: ignore[type-arg]
     return [cmap(i % 10) for i in range(n)]
 
 
-def metric_bars(title: str, methods: Sequence[str], values: Values, metrics: Sequence[str], path: Path) -> Path | None:
+def metric_bars(title: str, methods: Sequence[str], values: Values, metrics: Sequence[str], path: Path,
+                catalog: Catalog | None = None) -> Path | None:
     """Grouped bars: one group per method, one bar per metric (mean over seeds), error bars of one
-    sample standard deviation, and each seed's value as a dot. Accuracies are shown in %.
+    sample standard deviation, and each seed's value as a dot. Declared fractions are shown in %.
     Returns None when no method has any of ``metrics``."""
     present = [m for m in methods if any(values.get(m, {}).get(k) for k in metrics)]
     if not present:
         return None
+    catalog = catalog or Catalog()
     width = 0.8 / len(metrics)
     fig = _figure(max(5.0, 0.75 * len(present) * max(1, len(metrics)) ** 0.5 + 2), 3.6)
     ax = fig.add_subplot(1, 1, 1)
     for j, (metric, colour) in enumerate(zip(metrics, _colours(len(metrics)))):
-        s = _scale(metric)
+        s = _scale(metric, catalog)
         labelled = False
         for i, method in enumerate(present):
             seeds = [s * v for v in values.get(method, {}).get(metric, [])]
@@ -68,14 +76,14 @@ def metric_bars(title: str, methods: Sequence[str], values: Values, metrics: Seq
             if not seeds:
                 continue
             mean, std = mean_std(seeds)
-            ax.bar(x, mean, width * 0.9, color=colour, alpha=0.85, label=None if labelled else _label(metric),
+            ax.bar(x, mean, width * 0.9, color=colour, alpha=0.85, label=None if labelled else _label(metric, catalog),
                    yerr=std if len(seeds) > 1 else None, capsize=3, error_kw={"elinewidth": 1})
             ax.plot([x] * len(seeds), seeds, "o", color="black", markersize=2.5, zorder=3)
             labelled = True
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xticks(range(len(present)))
     ax.set_xticklabels(present, rotation=30, ha="right", fontsize=9)
-    percent = all(m.endswith(PERCENT_SUFFIXES) for m in metrics)
+    percent = all(_percent(m, catalog) for m in metrics)
     ax.set_ylabel("accuracy (%)" if percent else ", ".join(metrics), fontsize=9)
     if percent:
         low = min((100 * v for m in present for k in metrics for v in values.get(m, {}).get(k, [])), default=0.0)
@@ -85,12 +93,14 @@ def metric_bars(title: str, methods: Sequence[str], values: Values, metrics: Seq
     return _save(fig, path)
 
 
-def metric_panels(title: str, methods: Sequence[str], values: Values, metrics: Sequence[str], path: Path) -> Path | None:
+def metric_panels(title: str, methods: Sequence[str], values: Values, metrics: Sequence[str], path: Path,
+                  catalog: Catalog | None = None) -> Path | None:
     """One small bar panel per metric (each on its own scale): mean ± std over seeds per method,
     seeds as dots. For metrics of different units (MSE, FID, ARI, position error)."""
     metrics = [k for k in metrics if any(values.get(m, {}).get(k) for m in methods)]
     if not metrics:
         return None
+    catalog = catalog or Catalog()
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
     fig = _figure(3.4 * cols, 2.8 * rows)
@@ -98,7 +108,7 @@ def metric_panels(title: str, methods: Sequence[str], values: Values, metrics: S
     for n, metric in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, n + 1)
         present = [m for m in methods if values.get(m, {}).get(metric)]
-        s = _scale(metric)
+        s = _scale(metric, catalog)
         for i, method in enumerate(present):
             seeds = [s * v for v in values[method][metric]]
             mean, std = mean_std(seeds)
@@ -106,20 +116,22 @@ def metric_panels(title: str, methods: Sequence[str], values: Values, metrics: S
             ax.plot([i] * len(seeds), seeds, "o", color="black", markersize=2.5, zorder=3)
         ax.set_xticks(range(len(present)))
         ax.set_xticklabels(present, rotation=35, ha="right", fontsize=8)
-        ax.set_title(_label(metric), fontsize=9)
+        ax.set_title(_label(metric, catalog), fontsize=9)
         ax.tick_params(axis="y", labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 
-def style_scatter(title: str, methods: Sequence[str], values: Values, content: str, styles: Sequence[str], path: Path) -> Path | None:
+def style_scatter(title: str, methods: Sequence[str], values: Values, content: str, styles: Sequence[str], path: Path,
+                  catalog: Catalog | None = None) -> Path | None:
     """Style against content: one panel per style metric, x = the content metric, y = the style
     metric, one point per method (mean, with ± std bars over seeds), labelled. A method high on both
     axes keeps content and style."""
     styles = [s for s in styles if any(values.get(m, {}).get(s) and values.get(m, {}).get(content) for m in methods)]
     if not styles:
         return None
+    catalog = catalog or Catalog()
     fig = _figure(4.2 * len(styles), 3.8)
     colours = dict(zip(methods, _colours(len(methods))))
     for n, style in enumerate(styles):
@@ -128,11 +140,11 @@ def style_scatter(title: str, methods: Sequence[str], values: Values, content: s
             xs, ys = values.get(method, {}).get(content), values.get(method, {}).get(style)
             if not xs or not ys:
                 continue
-            (mx, sx), (my, sy) = mean_std([_scale(content) * v for v in xs]), mean_std([_scale(style) * v for v in ys])
+            (mx, sx), (my, sy) = mean_std([_scale(content, catalog) * v for v in xs]), mean_std([_scale(style, catalog) * v for v in ys])
             ax.errorbar(mx, my, xerr=sx or None, yerr=sy or None, fmt="o", color=colours[method], capsize=3, markersize=6)
             ax.annotate(method, (mx, my), textcoords="offset points", xytext=(5, 4), fontsize=8)
-        ax.set_xlabel(f"content: {_label(content)}", fontsize=9)
-        ax.set_ylabel(f"style: {_label(style)}", fontsize=9)
+        ax.set_xlabel(f"content: {_label(content, catalog)}", fontsize=9)
+        ax.set_ylabel(f"style: {_label(style, catalog)}", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.margins(0.15)

@@ -3,6 +3,14 @@ same tables as LaTeX, CSV or JSON).
 
 Only the metrics a suite asked for count: for each cell, the evaluators of the suite with the
 suite's options and selection rule (a run shared with another suite may carry other metrics too).
+
+Where a number goes is read from its evaluator's declaration (:class:`sslbench.sdk.metrics.Metric`,
+found through a :class:`~sslbench.bench.tables.Catalog`): metrics of a section in
+:data:`OWN_TABLE_SECTIONS` (``"style"``) get a table of their own under the main one; the plots take
+the ``"headline"`` metrics only (fractions as accuracy bars, the rest as panels, the style section
+against the first accuracy). Pictures a run wrote into its folder are shown under the section their
+evaluator's :class:`~sslbench.sdk.metrics.Picture` names; a PNG no evaluator declares goes under
+"Other pictures".
 """
 
 from __future__ import annotations
@@ -16,20 +24,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sslbench.sdk.metrics import Metric
 from sslbench.sdk.protocol import Protocol
-from sslbench.bench.tables import DETAIL_SUFFIXES, PERCENT_SUFFIXES, Row, export, latex_text, rows_as_records
+from sslbench.bench.tables import Catalog, Row, export, latex_text, rows_as_records
 from sslbench.engine.runner import Cell
 from sslbench.engine.store import RunRecord, Store
 from sslbench.bench.claims import SPREAD_RULE, ClaimResult, evaluate_claims
 from sslbench.bench.suites import Suite
 
-#: run-folder pictures and the report section each belongs to (any other PNG goes to "other pictures")
-PICTURE_SECTIONS = {
-    "reconstructions.png": "Reconstructions and samples",
-    "samples.png": "Reconstructions and samples",
-    "uncertainty_hist.png": "Uncertainty",
-    "uncertainty_vs_corruption.png": "Uncertainty",
-}
+#: metric sections shown in a table of their own (with the declared help as its caption), after the main table
+OWN_TABLE_SECTIONS = ("style",)
+#: the report section of a run-folder PNG that no evaluator declares
+OTHER_PICTURES = "Other pictures"
 STATUS_ORDER = ("done", "not evaluated", "failed", "error", "running", "not run")
 
 
@@ -48,6 +54,8 @@ class SuiteResults:
     status: dict[str, str]
     #: (dataset, method) -> seed -> per-epoch loss terms
     histories: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = field(default_factory=dict)
+    #: the metric and picture declarations, knowing which evaluator stored each metric
+    catalog: Catalog = field(default_factory=Catalog)
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATUS_ORDER}
@@ -62,8 +70,10 @@ class SuiteResults:
         return {m: self.values.get((dataset, m), {}) for m in self.suite.methods}
 
 
-def collect(store: Store, suite: Suite, budget: str, cells: Sequence[Cell]) -> SuiteResults:
-    """Gather the stored runs of ``cells`` and the metrics the suite asked for."""
+def collect(store: Store, suite: Suite, budget: str, cells: Sequence[Cell], catalog: Catalog | None = None) -> SuiteResults:
+    """Gather the stored runs of ``cells`` and the metrics the suite asked for. ``catalog`` holds the
+    declarations (default: the installed evaluators')."""
+    catalog = catalog or Catalog()
     records = {r.id: r for r in store.runs(ids=[c.run_id for c in cells])}
     rows: dict[tuple[str, str], Row] = {}
     values: dict[tuple[str, str], dict[str, list[float]]] = {}
@@ -94,10 +104,12 @@ def collect(store: Store, suite: Suite, budget: str, cells: Sequence[Cell]) -> S
                 row.notes[m["evaluator"]] = m["note"] or ""
             else:
                 row.metrics.setdefault(m["name"], []).append(float(m["value"]))
+                row.sources.setdefault(m["name"], m["evaluator"])
+                catalog.learn(m["evaluator"], m["name"])
                 values.setdefault(key, {}).setdefault(m["name"], []).append(float(m["value"]))
         if record.history:
             histories.setdefault(key, {})[cell.seed] = record.history
-    return SuiteResults(suite, budget, list(cells), records, list(rows.values()), values, status, histories)
+    return SuiteResults(suite, budget, list(cells), records, list(rows.values()), values, status, histories, catalog)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -138,22 +150,40 @@ def _metric_order(rows: Sequence[Row]) -> list[str]:
     return names
 
 
-def content_metrics(names: Sequence[str]) -> list[str]:
-    """Accuracy-like metrics of the content class (not the per-attribute style probes)."""
-    return [n for n in names if n.endswith("_acc") and not n.startswith("attr_")]
+def _headline(names: Sequence[str], catalog: Catalog) -> list[tuple[str, Metric]]:
+    return [(n, m) for n, m in ((n, catalog.metric(n)) for n in names) if m.role == "headline"]
 
 
-def style_metrics(names: Sequence[str]) -> list[str]:
-    return [n for n in ("attr_mean_acc", "attr_mean_r2") if n in names]
+def content_metrics(names: Sequence[str], catalog: Catalog | None = None) -> list[str]:
+    """The accuracy bars: headline metrics declared as fractions, outside the own-table sections."""
+    return [n for n, m in _headline(names, catalog or Catalog()) if m.percent and m.section not in OWN_TABLE_SECTIONS]
+
+
+def style_metrics(names: Sequence[str], catalog: Catalog | None = None) -> list[str]:
+    """The style axes of the style-against-content scatter: headline metrics of the ``style`` section."""
+    return [n for n, m in _headline(names, catalog or Catalog()) if m.section == "style"]
+
+
+def other_metrics(names: Sequence[str], catalog: Catalog | None = None) -> list[str]:
+    """The panels of other metrics: headline metrics that are neither accuracy bars nor in an own-table section."""
+    return [n for n, m in _headline(names, catalog or Catalog()) if not m.percent and m.section not in OWN_TABLE_SECTIONS]
 
 
 # ------------------------------------------------------------------------------------------------
 # the report
 
 
+def picture_sections(catalog: Catalog) -> list[str]:
+    """The report's picture sections in order: those the evaluators declare (registry order), then
+    :data:`OTHER_PICTURES`."""
+    return list(dict.fromkeys([*(p.section for p in catalog.pictures()), OTHER_PICTURES]))
+
+
 def _copy_pictures(store: Store, results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Path]]]:
     """Copy the PNGs runs wrote into their folders (first finished seed of each dataset/method) into
-    ``out/runs``; returns section -> [(caption, relative path)]."""
+    ``out/runs``; returns section -> [(caption, relative path)]. Section and caption are the
+    evaluator's :class:`~sslbench.sdk.metrics.Picture` declaration of the file name; an undeclared
+    PNG goes under :data:`OTHER_PICTURES`, captioned by its file name."""
     sections: dict[str, list[tuple[str, Path]]] = {}
     seen: set[tuple[str, str]] = set()
     for cell in results.cells:
@@ -169,8 +199,10 @@ def _copy_pictures(store: Store, results: SuiteResults, out: Path) -> dict[str, 
             target = out / "runs" / f"{cell.dataset}-{cell.method}-seed{cell.seed}-{png.name}"
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(png, target)
-            section = PICTURE_SECTIONS.get(png.name, "Other pictures")
-            caption = f"{cell.method} on {cell.dataset}, seed {cell.seed}: {png.stem.replace('_', ' ')}"
+            declared = results.catalog.picture(png.name)
+            section = declared.section if declared else OTHER_PICTURES
+            what = declared.caption if declared else png.stem.replace("_", " ")
+            caption = f"{cell.method} on {cell.dataset}, seed {cell.seed}: {what}"
             sections.setdefault(section, []).append((caption, target.relative_to(out)))
     return sections
 
@@ -184,21 +216,22 @@ def make_plots(results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Pa
     for dataset in suite.datasets:
         values = results.dataset_values(dataset)
         names = _metric_order(results.dataset_rows(dataset))
-        content = content_metrics(names)
-        styles = style_metrics(names)
-        others = [n for n in names if n not in content and not n.startswith("attr_") and not n.endswith(DETAIL_SUFFIXES + PERCENT_SUFFIXES)]
+        catalog = results.catalog
+        content = content_metrics(names, catalog)
+        styles = style_metrics(names, catalog)
+        others = other_metrics(names, catalog)
         tag = f"{suite.name} ({results.budget}) on {dataset}"
         entries = []
         if content:
-            p = plots.metric_bars(f"{tag}: accuracy per method\nbars: mean ± std over seeds; dots: single seeds", suite.methods, values, content, out / f"accuracy-{dataset}.png")
+            p = plots.metric_bars(f"{tag}: accuracy per method\nbars: mean ± std over seeds; dots: single seeds", suite.methods, values, content, out / f"accuracy-{dataset}.png", catalog)
             if p:
                 entries.append(("Accuracy per method", p.relative_to(out)))
         if others:
-            p = plots.metric_panels(f"{tag}: other metrics (mean ± std over seeds; dots: single seeds)", suite.methods, values, others, out / f"metrics-{dataset}.png")
+            p = plots.metric_panels(f"{tag}: other metrics (mean ± std over seeds; dots: single seeds)", suite.methods, values, others, out / f"metrics-{dataset}.png", catalog)
             if p:
                 entries.append(("Other metrics", p.relative_to(out)))
         if styles and content:
-            p = plots.style_scatter(f"{tag}: style against content", suite.methods, values, content[0], styles, out / f"style-{dataset}.png")
+            p = plots.style_scatter(f"{tag}: style against content", suite.methods, values, content[0], styles, out / f"style-{dataset}.png", catalog)
             if p:
                 entries.append(("Style against content", p.relative_to(out)))
         histories = {m: results.histories.get((dataset, m), {}) for m in suite.methods}
@@ -207,6 +240,12 @@ def make_plots(results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Pa
             entries.append(("Training curves", p.relative_to(out)))
         made[dataset] = entries
     return made
+
+
+def section_caption(section: str, declared: Sequence[Metric]) -> str:
+    """The line above a section's own table: each declared metric (or pattern) with its help."""
+    helps = list(dict.fromkeys(f"`{m.name}`: {m.help}" for m in declared if m.help))
+    return f"{section.capitalize()}: " + ("; ".join(helps) if helps else "the metrics declared in this section") + "."
 
 
 def _only_metrics(rows: Sequence[Row], keep: Callable[[str], bool]) -> list[Row]:
@@ -270,12 +309,14 @@ def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimR
     for dataset in suite.datasets:
         rows = results.dataset_rows(dataset)
         lines += [f"## Results on {dataset}", "", "Mean ± sample std over seeds (accuracies in %); `seeds` counts finished runs.", ""]
-        content_rows = _only_metrics(rows, lambda name: not name.startswith("attr_"))
-        lines += [export(content_rows, "md"), ""]
-        style_rows = _only_metrics(rows, lambda name: name.startswith("attr_"))
-        if any(r.metrics for r in style_rows):
-            lines += ["Style: linear probes of each attribute (`attr_<name>`: accuracy for categorical attributes, R² for continuous ones).", "",
-                      export(style_rows, "md"), ""]
+        catalog = results.catalog
+        main_rows = _only_metrics(rows, lambda name: catalog.metric(name).section not in OWN_TABLE_SECTIONS)
+        lines += [export(main_rows, "md", catalog=catalog), ""]
+        for section in OWN_TABLE_SECTIONS:
+            section_rows = _only_metrics(rows, lambda name: catalog.metric(name).section == section)
+            if any(r.metrics for r in section_rows):
+                lines += [section_caption(section, [catalog.metric(n) for n in _metric_order(section_rows)]), "",
+                          export(section_rows, "md", catalog=catalog), ""]
         notes = sorted({f"{r.method}: {ev}: {note}" for r in rows for ev, note in r.notes.items()})
         failed = [f"{r.method}: {f}" for r in rows for f in r.failed]
         if failed:
@@ -285,7 +326,7 @@ def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimR
         for caption, path in plots.get(dataset, []):
             lines += [f"### {caption}", "", f"![{caption}]({path.as_posix()})", ""]
     pictures = _copy_pictures(store, results, out)
-    for section in ("Reconstructions and samples", "Uncertainty", "Other pictures"):
+    for section in picture_sections(results.catalog):
         if section in pictures:
             lines += [f"## {section}", "", "Written by the evaluators into each run's folder (first finished seed shown).", ""]
             for caption, path in pictures[section]:
@@ -312,21 +353,21 @@ def write_report(store: Store, results: SuiteResults, out: Path, fmt: str = "md"
     if fmt not in ("md", "latex", "csv", "json"):
         raise ValueError(f"--format {fmt!r}: choose md, latex, csv or json")
     out.mkdir(parents=True, exist_ok=True)
-    claims = evaluate_claims(results.suite.claims, results.values, results.budget)
+    claims = evaluate_claims(results.suite.claims, results.values, results.budget, results.catalog)
     written = [out / "report.md"]
     written[0].write_text(markdown_report(store, results, claims, out), encoding="utf-8")
     suite = results.suite
     if fmt == "latex":
         parts = [f"% sslbench suite {suite.name}, budget {results.budget}"]
         for dataset in suite.datasets:
-            parts += [f"% results on {dataset}", export(results.dataset_rows(dataset), "latex")]
+            parts += [f"% results on {dataset}", export(results.dataset_rows(dataset), "latex", catalog=results.catalog)]
         if claims:
             parts += ["% claims", claims_table(claims, "latex")]
         written.append(out / "report.tex")
         written[-1].write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     elif fmt == "csv":
         written.append(out / "results.csv")
-        written[-1].write_text(export(results.rows, "csv"), encoding="utf-8")
+        written[-1].write_text(export(results.rows, "csv", catalog=results.catalog), encoding="utf-8")
         buf = io.StringIO()
         records = claim_records(claims)
         fields = ["claim", "dataset", "metric", "status", "figures", "detail", "beyond_seed_spread", "budget", "source", "difference", "p_value"]
@@ -352,4 +393,7 @@ def report_json(results: SuiteResults, claims: Sequence[ClaimResult]) -> dict[st
     }
 
 
-__all__ = ["SuiteResults", "claims_table", "collect", "make_plots", "markdown_report", "write_report"]
+__all__ = [
+    "OTHER_PICTURES", "OWN_TABLE_SECTIONS", "SuiteResults", "claims_table", "collect", "content_metrics", "make_plots",
+    "markdown_report", "other_metrics", "picture_sections", "style_metrics", "write_report",
+]

@@ -1,4 +1,13 @@
-"""Summaries of stored runs: mean +- std over seeds, as rich tables or Markdown/LaTeX/CSV/JSON."""
+"""Summaries of stored runs: mean +- std over seeds, as rich tables or Markdown/LaTeX/CSV/JSON.
+
+How a metric is shown comes from its evaluator's declaration (:class:`sslbench.sdk.metrics.Metric`),
+never from its name: a ``"fraction"`` is shown as a percentage, a ``"detail"`` (the chosen k or epoch,
+a flag) is left out of the comparison table but kept in CSV/JSON exports, anything else is shown as
+the number it is. A :class:`Catalog` finds the declaration: through the evaluator that stored the
+metric (each stored metric row names it) among the installed evaluators; a metric whose evaluator is
+not installed, or that its evaluator does not declare, is :func:`~sslbench.sdk.metrics.undeclared`
+(a plain number, no direction, section "other").
+"""
 
 from __future__ import annotations
 
@@ -8,14 +17,72 @@ import json
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from sslbench.engine.store import RunRecord, Store
+from sslbench.sdk.metrics import Metric, Picture, find_metric, undeclared
 
-#: metrics shown as percentages
-PERCENT_SUFFIXES = ("_acc", "_top5")
-#: bookkeeping metrics (the chosen k or epoch): kept in exports, left out of the comparison table
-DETAIL_SUFFIXES = ("_k", "_epoch", "_frozen_decoder")
+if TYPE_CHECKING:
+    from sslbench.engine.plugins import Registry
+    from sslbench.sdk.api import Evaluator
+
+
+class Catalog:
+    """The metric and picture declarations of a set of evaluators (by default the installed ones,
+    loaded on first use), and which evaluator stored each metric name.
+
+    ``metric(name, evaluator)`` is the declaration of ``name`` by ``evaluator``; without an
+    evaluator, the one recorded for ``name`` by :meth:`learn` (from stored metric rows), else the
+    first installed evaluator declaring it (exact names before ``*`` patterns). Anything not found is
+    :func:`~sslbench.sdk.metrics.undeclared`.
+    """
+
+    def __init__(self, evaluators: Mapping[str, type["Evaluator"]] | None = None, sources: Mapping[str, str] | None = None) -> None:
+        self._evaluators = evaluators
+        #: metric name -> the evaluator that stored it
+        self.sources: dict[str, str] = dict(sources or {})
+
+    @classmethod
+    def of(cls, registry: "Registry | None" = None, rows: Iterable["Row"] = ()) -> "Catalog":
+        """The declarations of ``registry``'s evaluators (None: the installed ones), knowing which
+        evaluator stored each metric of ``rows``."""
+        catalog = cls(registry.evaluators if registry is not None else None)
+        for row in rows:
+            for name, evaluator in row.sources.items():
+                catalog.learn(evaluator, name)
+        return catalog
+
+    @property
+    def evaluators(self) -> Mapping[str, type["Evaluator"]]:
+        if self._evaluators is None:
+            from sslbench.engine.plugins import get_registry
+
+            self._evaluators = get_registry().evaluators
+        return self._evaluators
+
+    def learn(self, evaluator: str, name: str) -> None:
+        """Record that ``evaluator`` stored metric ``name`` (the first one recorded is kept)."""
+        self.sources.setdefault(name, evaluator)
+
+    def metric(self, name: str, evaluator: str | None = None) -> Metric:
+        evaluator = evaluator or self.sources.get(name)
+        if evaluator is not None:
+            cls = self.evaluators.get(evaluator)
+            return (cls.metric(name) if cls is not None else None) or undeclared(name)
+        for exact in (True, False):
+            for cls in self.evaluators.values():
+                found = find_metric(cls.metrics, name)
+                if found is not None and (found.name == name) == exact:
+                    return found
+        return undeclared(name)
+
+    def pictures(self) -> list[Picture]:
+        """Every picture the evaluators declare, in registry order."""
+        return [p for cls in self.evaluators.values() for p in cls.pictures]
+
+    def picture(self, file: str) -> Picture | None:
+        """The declaration of a run-folder file, or None when no evaluator declares it."""
+        return next((p for p in self.pictures() if p.file == file), None)
 
 
 @dataclass
@@ -37,6 +104,8 @@ class Row:
     augment_share: list[float] = field(default_factory=list)
     #: each loss term's value at the end of training (last point of its curve), one per seed
     final_terms: dict[str, list[float]] = field(default_factory=dict)
+    #: metric name -> the evaluator that stored it (where its declaration is looked up)
+    sources: dict[str, str] = field(default_factory=dict)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -94,33 +163,44 @@ def summarise(store: Store, runs: Sequence[RunRecord]) -> list[Row]:
                 row.notes[m["evaluator"]] = m["note"] or ""
             elif math.isfinite(m["value"]):
                 row.metrics.setdefault(m["name"], []).append(m["value"])
+                row.sources.setdefault(m["name"], m["evaluator"])
     return list(rows.values())
 
 
-def metric_columns(rows: Sequence[Row], details: bool = False) -> list[str]:
+def metric_columns(rows: Sequence[Row], details: bool = False, catalog: Catalog | None = None) -> list[str]:
+    """The metric names of ``rows`` in first-seen order; ``details`` keeps the metrics declared
+    ``role="detail"`` (exports), otherwise they are left out (comparison tables)."""
+    catalog = catalog or Catalog.of(rows=rows)
     names: list[str] = []
     for row in rows:
         for name in row.metrics:
-            if name not in names and (details or not name.endswith(DETAIL_SUFFIXES)):
+            if name not in names and (details or catalog.metric(name, row.sources.get(name)).role != "detail"):
                 names.append(name)
     return names
 
 
-def format_value(name: str, values: Sequence[float]) -> str:
+def format_number(values: Sequence[float], percent: bool = False) -> str:
+    """Mean ± sample std of ``values`` ("-" for none); ``percent`` shows fractions times 100."""
     if not values:
         return "-"
     m, s = mean_std(values)
-    if name.endswith(PERCENT_SUFFIXES):
+    if percent:
         m, s = 100 * m, 100 * s
         return f"{m:.1f} ± {s:.1f}" if len(values) > 1 else f"{m:.1f}"
     spec = ".4g" if abs(m) < 10 else ".1f"
     return f"{m:{spec}} ± {s:.2g}" if len(values) > 1 else f"{m:{spec}}"
 
 
-def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False) -> tuple[list[str], list[list[str]]]:
+def format_value(name: str, values: Sequence[float], catalog: Catalog | None = None, evaluator: str | None = None) -> str:
+    """Mean ± std of metric ``name`` in its display units (see :meth:`Catalog.metric`)."""
+    return format_number(values, (catalog or Catalog()).metric(name, evaluator).percent)
+
+
+def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False, catalog: Catalog | None = None) -> tuple[list[str], list[list[str]]]:
     """Header and string cells of the comparison table; ``losses`` adds each loss term's value at the
     end of training (e.g. the InfoNCE that separates SSVAE's couplings)."""
-    cols = metric_columns(rows, details)
+    catalog = catalog or Catalog.of(rows=rows)
+    cols = metric_columns(rows, details, catalog)
     terms: list[str] = []
     if losses:
         for row in rows:
@@ -131,8 +211,8 @@ def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False)
         n = f"{len(row.seeds)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")
         n += f" (+{len(row.unfinished)} unfinished)" if row.unfinished else ""
         cells = [row.dataset, row.method, str(row.epochs), n]
-        cells += [format_value(c, row.metrics.get(c, [])) for c in cols]
-        cells += [format_value(t, row.final_terms.get(t, [])) for t in terms]
+        cells += [format_value(c, row.metrics.get(c, []), catalog, row.sources.get(c)) for c in cols]
+        cells += [format_number(row.final_terms.get(t, [])) for t in terms]
         cells.append(f"{statistics.fmean(row.images_per_s):,.0f}" if row.images_per_s else "-")
         cells.append(f"{100 * statistics.fmean(row.augment_share):.0f}" if row.augment_share else "-")
         body.append(cells)
@@ -175,11 +255,12 @@ def latex_text(text: str) -> str:
     return "".join(LATEX_ESCAPES.get(c, c) for c in text.replace("**", ""))
 
 
-def export(rows: Sequence[Row], fmt: str, losses: bool = False) -> str:
-    """The comparison as Markdown (``md``), LaTeX (``latex``), CSV (``csv``) or JSON (``json``)."""
+def export(rows: Sequence[Row], fmt: str, losses: bool = False, catalog: Catalog | None = None) -> str:
+    """The comparison as Markdown (``md``), LaTeX (``latex``), CSV (``csv``, details included) or
+    JSON (``json``, every metric with its raw per-seed values)."""
     if fmt == "json":
         return json.dumps(rows_as_records(rows), indent=2)
-    header, body = table_rows(rows, details=fmt == "csv", losses=losses)
+    header, body = table_rows(rows, details=fmt == "csv", losses=losses, catalog=catalog)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -195,11 +276,11 @@ def export(rows: Sequence[Row], fmt: str, losses: bool = False) -> str:
     raise ValueError(f"unknown format {fmt!r}: choose table, md, latex, csv or json")
 
 
-def rich_table(rows: Sequence[Row], title: str | None = None, losses: bool = False):  # type: ignore[no-untyped-def]
+def rich_table(rows: Sequence[Row], title: str | None = None, losses: bool = False, catalog: Catalog | None = None):  # type: ignore[no-untyped-def]
     from rich.markup import escape
     from rich.table import Table
 
-    header, body = table_rows(rows, losses=losses)
+    header, body = table_rows(rows, losses=losses, catalog=catalog)
     table = Table(title=title, show_lines=False)
     for i, h in enumerate(header):
         table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 2)

@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param
 from sslbench.sdk.evaluation import Curve, ridge_curve, standardise
 
 CATEGORICAL = ("binary", "categorical")
@@ -94,6 +94,15 @@ class Attributes(Evaluator):
         "weight_decay": Param(1e-5, "L2 penalty of the logistic probes", minimum=0.0),
         "batch_size": Param(256, "batch size of the logistic probes", minimum=1),
     }
+    metrics = (
+        Metric("attr_mean_acc", unit="fraction", higher_is_better=True, role="headline", section="style",
+               help="mean probe accuracy over the binary and categorical attributes"),
+        Metric("attr_mean_r2", unit="r2", higher_is_better=True, role="headline", section="style",
+               help="mean probe R² over the continuous attributes"),
+        Metric("attr_*", unit="score", higher_is_better=True, role="secondary", section="style",
+               help="linear probe of one attribute (`attr_<name>`): accuracy in [0, 1] (shown as is) for "
+                    "binary/categorical attributes, R² for continuous ones"),
+    )
 
     def applies(self, inputs: EvalInputs) -> str | None:
         data = inputs.data

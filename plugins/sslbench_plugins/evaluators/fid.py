@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.sdk.api import DataError, EvalInputs, Evaluator, Param
+from sslbench.sdk.api import DataError, EvalInputs, Evaluator, Metric, Param
 from sslbench.sdk.generation import ClassGaussians, as_float_images, decode_all, needs_labels
 
 WEIGHTS_ENV = "SSLBENCH_FID_WEIGHTS"
@@ -171,6 +171,12 @@ class FID(Evaluator):
         "batch_size": Param(50, "images per Inception forward pass", minimum=1),
         "precision": Param("fp32", "Inception arithmetic: fp32 (comparable), or bf16 (about 2.5x faster on CPU, slightly different values)", choices=("fp32", "bf16")),
     }
+    metrics = (
+        Metric("fid_recon", unit="fid", higher_is_better=False, role="headline", section="generation",
+               help="FID of the reconstructions of a fixed test subset against that subset"),
+        Metric("fid_samples", unit="fid", higher_is_better=False, role="headline", section="generation",
+               help="FID of class-conditional samples (as many per class as the subset has) against the test subset"),
+    )
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         net = load_feature_network(str(options["weights"]), inputs.device)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param
 from sslbench.sdk.evaluation import hungarian_accuracy, standardise
 
 
@@ -31,6 +31,14 @@ class GMM(Evaluator):
         "reg_covar": Param(1e-4, "added to the covariance diagonals (standardised units) for stability", minimum=0.0),
         "fit_samples": Param(0, "fit on a fixed random subset of train of this size (0 = all of train)", minimum=0),
     }
+    metrics = (
+        Metric("gmm_acc", unit="fraction", higher_is_better=True, role="headline", section="content",
+               help="clustering accuracy of the mixture's components, matched one-to-one to classes (Hungarian)"),
+        Metric("gmm_ari", unit="score", higher_is_better=True, role="headline", section="content",
+               help="adjusted Rand index of components against classes (1 perfect, about 0 chance)"),
+        Metric("gmm_nmi", unit="score", higher_is_better=True, role="headline", section="content",
+               help="normalised mutual information of components and classes, in [0, 1]"),
+    )
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score

@@ -6,7 +6,7 @@ on the test set (``--select test``, as the paper did); the chosen k is reported 
 from __future__ import annotations
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param
 from sslbench.sdk.evaluation import knn_curve, labelled
 
 
@@ -14,6 +14,12 @@ class KNN(Evaluator):
     name = "knn"
     description = "kNN accuracy (Euclidean, majority vote), best k in 1..k_max"
     params = {"k_max": Param(15, "largest k tried", minimum=1)}
+    metrics = (
+        Metric("knn_acc", unit="fraction", higher_is_better=True, role="headline", section="content",
+               help="test accuracy of the kNN classifier at the chosen k"),
+        Metric("knn_k", unit="count", higher_is_better=None, role="detail", section="content",
+               help="the k chosen by the selection rule (validation split or test set)"),
+    )
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         data = inputs.data

@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import nn
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param
 from sslbench.sdk.evaluation import classification_probe
 
 
@@ -25,6 +25,14 @@ class MLPProbe(Evaluator):
         "weight_decay": Param(1e-5, "L2 penalty", minimum=0.0),
         "batch_size": Param(256, "probe batch size", minimum=1),
     }
+    metrics = (
+        Metric("mlp_acc", unit="fraction", higher_is_better=True, role="headline", section="content",
+               help="test accuracy of the MLP probe at the chosen epoch"),
+        Metric("mlp_top5", unit="fraction", higher_is_better=True, role="secondary", section="content",
+               help="test top-5 accuracy at the chosen epoch (only with more than five classes)"),
+        Metric("mlp_epoch", unit="count", higher_is_better=None, role="detail", section="content",
+               help="the probe epoch chosen by the selection rule (validation split or test set)"),
+    )
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         hidden = int(options["hidden"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param
 from sslbench.sdk.generation import as_float_images, frozen
 
 
@@ -20,6 +20,12 @@ class ReconstructionMSE(Evaluator):
     name = "mse"
     description = "per-pixel reconstruction MSE of the test images (own decoder, or one trained on frozen representations)"
     params = {"batch_size": Param(500, "images decoded at a time", minimum=1)}
+    metrics = (
+        Metric("mse", unit="mse", higher_is_better=False, role="headline", section="generation",
+               help="per-pixel mean squared error of the test reconstructions, images in [0, 1]"),
+        Metric("mse_frozen_decoder", unit="flag", higher_is_better=None, role="detail", section="generation",
+               help="1 when the decoder was trained on the frozen representations, 0 for the method's own decoder"),
+    )
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         decoder = inputs.decoder()

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator
+from sslbench.sdk.api import EvalInputs, Evaluator, Metric
 
 
 def position_columns(attr_names: list[str] | tuple[str, ...], attr_kinds: list[str] | tuple[str, ...]) -> list[tuple[int, int]]:
@@ -81,6 +81,16 @@ def matched_pair_error(train_z: torch.Tensor, train_t: torch.Tensor, test_z: tor
 class PositionReadout(Evaluator):
     name = "position"
     description = "linear read-out of object centres (pixels) from the representation, e.g. moving-balls"
+    metrics = (
+        Metric("position_error_px", unit="pixels", higher_is_better=False, role="headline", section="position",
+               help="mean distance between the affinely read-out and the true object centres on test"),
+        Metric("position_baseline_px", unit="pixels", higher_is_better=None, role="headline", section="position",
+               help="the same distance for the prediction 'every centre at its train mean' (the level to beat)"),
+        Metric("position_r2", unit="r2", higher_is_better=True, role="headline", section="position",
+               help="R² of the affine read-out over all centre coordinates (1 perfect, 0 the baseline's level)"),
+        Metric("position_matched_px", unit="pixels", higher_is_better=False, role="headline", section="position",
+               help="mean error when each object is read out from its own unit pair, matched by the Hungarian algorithm"),
+    )
 
     def applies(self, inputs: EvalInputs) -> str | None:
         reason = super().applies(inputs)

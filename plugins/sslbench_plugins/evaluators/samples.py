@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param, Picture
 from sslbench.sdk.evaluation import knn_predict
 from sslbench.sdk.generation import ClassGaussians, as_float_images, decode_all, frozen, in_batches, needs_labels
 from sslbench.sdk.pictures import save_grid
@@ -39,6 +39,16 @@ class ClassConditionalSamples(Evaluator):
         "num_eval": Param(100, "generated images per class scored by the kNN agreement", minimum=1),
         "k": Param(5, "k of the kNN classifier (train representations) that labels re-encoded images", minimum=1),
     }
+    metrics = (
+        Metric("samples_knn_agreement", unit="score", higher_is_better=True, role="headline", section="generation",
+               help="share in [0, 1] (shown as is) of re-encoded samples that kNN assigns to the class they were sampled from"),
+        Metric("recon_knn_agreement", unit="score", higher_is_better=True, role="headline", section="generation",
+               help="share in [0, 1] (shown as is) of re-encoded test reconstructions that kNN assigns to their true class"),
+    )
+    pictures = (
+        Picture("reconstructions.png", "test images (odd rows) above their reconstructions (even rows)", section="Reconstructions and samples"),
+        Picture("samples.png", "class-conditional samples, one row per class", section="Reconstructions and samples"),
+    )
 
     def applies(self, inputs: EvalInputs) -> str | None:
         return super().applies(inputs) or needs_labels(inputs)

@@ -32,7 +32,7 @@ import torch
 from torch.nn import functional as F
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param, Picture
 
 Corruption = Callable[[torch.Tensor, float, torch.Generator], torch.Tensor]
 
@@ -94,6 +94,21 @@ class UncertaintyEvaluator(Evaluator):
         "max_images": Param(1000, "test images used (a seeded random subset)", minimum=2),
         "batch_size": Param(256, "images per uncertainty call", minimum=1),
     }
+    metrics = (
+        Metric("uncertainty_spearman", unit="correlation", higher_is_better=True, role="headline", section="uncertainty",
+               help="mean over the corruptions of Spearman's correlation between corruption strength and uncertainty"),
+        *(
+            Metric(f"uncertainty_spearman_{c}", unit="correlation", higher_is_better=True, role="headline", section="uncertainty",
+                   help=f"Spearman's correlation between {c} strength and the method's uncertainty")
+            for c in CORRUPTIONS
+        ),
+        Metric("uncertainty_clean_mean", unit="score", higher_is_better=None, role="headline", section="uncertainty",
+               help="mean uncertainty on the clean test images (in the method's own units)"),
+    )
+    pictures = (
+        Picture("uncertainty_hist.png", "histogram of the uncertainty on clean test images", section="Uncertainty"),
+        Picture("uncertainty_vs_corruption.png", "mean uncertainty against corruption strength", section="Uncertainty"),
+    )
 
     def evaluate(self, inputs: EvalInputs, **options: Any) -> dict[str, float]:
         method = inputs.method
