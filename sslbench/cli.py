@@ -1,46 +1,46 @@
-"""The command line (Typer). Thin: parse, call the runner, render."""
+"""The command line (Typer). Thin: each command parses its options, calls one function of the engine
+or of bench, and renders what it returns (tables in :mod:`sslbench.bench.console`, the live display in
+:mod:`sslbench.bench.live`)."""
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 from sslbench import __version__
 from sslbench.sdk.api import DataError
-from sslbench.engine.plugins import UnknownNameError, get_registry
+from sslbench.bench.toml_lines import SuiteError
+from sslbench.engine.cells import GridError, build_grid, split_params, with_picture_evaluators
+from sslbench.engine.plugins import UnknownNameError, describe, get_registry, plugin_records
+from sslbench.engine.train import configure_threads
 
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="Benchmark self-supervised representation learning methods under one declared protocol.",
-    pretty_exceptions_enable=False,
-)
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark self-supervised representation learning methods under one declared protocol.")
 # wide tables when output goes to a file or pipe (rich would otherwise assume 80 columns)
 console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 HomeOption = typer.Option(None, "--home", help="Results folder (database + run files); default $SSLBENCH_HOME or ~/.local/share/sslbench.")
+SuiteFileOption = typer.Option(None, "--file", help="Suite file; default ./benchmarks.toml, else the one beside the sslbench package.")
+T = TypeVar("T")
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     raise typer.Exit(code)
 
 
-def _print_outcome(outcome) -> None:  # type: ignore[no-untyped-def]
-    """One line per finished cell: done / failed (with the step) / error, and whether it was reused."""
-    tag = {"done": "[green]done[/]", "failed": "[red]failed[/]", "error": "[red]error[/]"}[outcome.status]
-    reuse = " (stored run reused)" if outcome.reused else ""
-    msg = f": {outcome.message}" if outcome.message else ""
-    err.print(f"{tag} {outcome.method} on {outcome.dataset}, seed {outcome.seed}{reuse}{msg}  [dim]run {outcome.run_id}[/]", highlight=False)
+def _checked(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)``; a suite, grid or name error is printed as ``error: ...`` (exit 2)."""
+    try:
+        return call(*args, **kwargs)
+    except (SuiteError, GridError, UnknownNameError) as exc:
+        _fail(str(exc))
 
 
 def _registry():  # type: ignore[no-untyped-def]
@@ -50,12 +50,17 @@ def _registry():  # type: ignore[no-untyped-def]
     return registry
 
 
-def _configure_threads() -> None:
-    threads = os.environ.get("SSLBENCH_THREADS")
-    if threads:
-        import torch
+def _show(records: list[dict[str, Any]], as_json: bool, table: Callable[[list[dict[str, Any]]], Any]) -> None:
+    """``records`` as JSON on stdout, or rendered by ``table``."""
+    if as_json:
+        print(json.dumps(records, indent=2))
+    else:
+        console.print(table(records))
 
-        torch.set_num_threads(int(threads))
+
+def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
+    if fmt not in allowed:
+        _fail(f"--format {fmt!r}: choose {', '.join(allowed[:-1])} or {allowed[-1]}")
 
 
 @app.callback()
@@ -85,117 +90,38 @@ def run(
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Train each METHOD under the data set's protocol, evaluate frozen representations, print the comparison."""
-    from sslbench.bench.tables import export, rich_table, summarise
-    from sslbench.engine.runner import GridError, InProcessExecutor, build_grid, run_grid, split_params
+    from sslbench.bench.console import print_run_results
+    from sslbench.bench.live import LiveProgress
+    from sslbench.engine.runner import InProcessExecutor, run_grid
     from sslbench.engine.store import Store
 
-    _configure_threads()
+    configure_threads()
     registry = _registry()
     evaluators = list(evaluator or ["knn", "linear"])
-    if save_images:
-        pictures = sorted(name for name, cls in registry.evaluators.items() if cls.on_save_images)
-        if not pictures:
-            _fail("--save-images needs an evaluator that writes pictures (such as 'samples'); no installed plugin registers one")
-        evaluators += [name for name in pictures if name not in evaluators]
-    if fmt not in ("table", "md", "latex", "csv", "json"):
-        _fail(f"--format {fmt!r}: choose table, md, latex, csv or json")
-    try:
-        cells = build_grid(
-            registry, methods, dataset, range(seeds), epochs, evaluators, split_params(param or []),
-            batch_size=batch_size, precision=precision, selection=select, data_dir=data_dir, device=device, force=force,
-        )
-    except (UnknownNameError, GridError) as exc:
-        _fail(str(exc))
-    store = Store(home)
-    executor = InProcessExecutor(store, registry)
-    outcomes = []
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[terms]}"), console=err, transient=True,
+    evaluators = _checked(with_picture_evaluators, registry, evaluators) if save_images else evaluators
+    _check_format(fmt, ("table", "md", "latex", "csv", "json"))
+    cells = _checked(
+        lambda: build_grid(registry, methods, dataset, range(seeds), epochs, evaluators, split_params(param or []), batch_size=batch_size,
+                           precision=precision, selection=select, data_dir=data_dir, device=device, force=force)
     )
-
-    def on_start(cell):  # type: ignore[no-untyped-def]
-        task = progress.add_task(f"{cell.method} seed {cell.seed}", total=None, terms="")
-
-        def report(step: int, total: int, terms: dict[str, float]) -> None:
-            shown = "  ".join(f"{k} {v:.4g}" for k, v in terms.items())
-            progress.update(task, completed=step, total=total, terms=shown)
-
-        return report
-
-    def on_done(outcome) -> None:  # type: ignore[no-untyped-def]
-        for task in list(progress.task_ids):
-            progress.remove_task(task)
-        _print_outcome(outcome)
-        outcomes.append(outcome)
-
+    store = Store(home)
     try:
-        with progress:
-            run_grid(cells, executor, on_start, on_done)
-    except DataError as exc:
-        _fail(f"{exc}")
+        with LiveProgress(err) as live:
+            grid = run_grid(cells, InProcessExecutor(store, registry), live.on_start, live.on_done, live.on_data_error)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished runs are stored; run the same command again to resume.")
         raise typer.Exit(130)
-    stored = store.runs(ids=[c.run_id for c in cells])
-    rows = summarise(store, stored)
-    for record in stored:  # evaluators that were skipped or crashed say why, once per run
-        for m in store.metrics(record.id):
-            if m["value"] is None and m["note"]:
-                err.print(f"[yellow]{m['evaluator']}[/] on {record.method} seed {record.seed}: {m['note']}", highlight=False, markup=True)
-    if fmt == "table":
-        protocol = cells[0].protocol
-        title = f"{dataset}: protocol {protocol['name']} ({cells[0].run_id and ''}{_protocol_hash(protocol)}), selection {select}"
-        console.print(rich_table(rows, title=title, losses=losses))
-        for note in sorted({r.environment.get("data_note", "") for r in stored} - {""}):
-            console.print(f"[bold]data:[/] {note}", highlight=False)
-        if save_images:
-            for o in outcomes:
-                folder = store.run_folder(o.run_id)
-                pngs = sorted(folder.glob("*.png"))
-                if pngs:
-                    console.print(f"images for {o.method} seed {o.seed}: {folder}")
-        console.print(f"[dim]results stored in {store.path}[/]")
-    else:
-        console.print(export(rows, fmt, losses=losses), markup=False, highlight=False, soft_wrap=True)
-    if any(o.status == "error" for o in outcomes):
+    for exc in grid.data_errors.values():
+        _fail(f"{exc}")
+    print_run_results(console, err, store, cells, grid.outcomes, fmt, losses=losses, save_images=save_images)
+    if any(o.status == "error" for o in grid.outcomes):
         raise typer.Exit(1)
 
 
-def _protocol_hash(protocol: dict[str, Any]) -> str:
-    from sslbench.sdk.protocol import Protocol
-
-    return Protocol.from_dict(protocol).hash()
-
-
 def _listing(kind: str, as_json: bool) -> None:
-    registry = _registry()
-    table_data = getattr(registry, kind)
-    records = []
-    for name, cls in sorted(table_data.items()):
-        rec: dict[str, Any] = {"name": name, "plugin": registry.origin[(kind, name)], "description": getattr(cls, "description", "")}
-        if kind == "methods":
-            rec["family"] = cls.family
-            rec["capabilities"] = sorted(cls.capabilities())
-        if kind == "datasets":
-            rec["protocol"] = cls.protocol.name
-            rec["protocol_hash"] = cls.protocol.hash()
-        if kind == "evaluators" and cls.requires:
-            rec["requires"] = sorted(cls.requires)
-        declared = cls.declared_params() if hasattr(cls, "declared_params") else {}
-        rec["params"] = {p: repr(v.default) for p, v in declared.items()}
-        records.append(rec)
-    if as_json:
-        print(json.dumps(records, indent=2))
-        return
-    table = Table(title=f"installed {kind}")
-    extra = {"methods": ["family"], "datasets": ["protocol"], "evaluators": [], "architectures": []}[kind]
-    for col in ["name", *extra, "plugin", "params", "description"]:
-        table.add_column(col, overflow="fold")
-    for rec in records:
-        params = ", ".join(f"{k}={v}" for k, v in rec["params"].items())
-        table.add_row(rec["name"], *[rec[c] for c in extra], rec["plugin"], params, rec["description"])
-    console.print(table)
+    from sslbench.bench.console import listing_table
+
+    _show(describe(_registry(), kind), as_json, lambda records: listing_table(kind, records))
 
 
 @app.command("list-methods")
@@ -206,7 +132,7 @@ def list_methods(as_json: bool = typer.Option(False, "--json", help="Machine-rea
 
 @app.command("list-datasets")
 def list_datasets(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """The installed data sets and the protocol each trains under."""
+    """The installed data sets, the protocol each trains under, and whether it reads files."""
     _listing("datasets", as_json)
 
 
@@ -219,23 +145,9 @@ def list_evaluators(as_json: bool = typer.Option(False, "--json", help="Machine-
 @app.command("plugins")
 def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """Every loaded plugin: its package, version, hooks, what it registered, or why it was skipped."""
-    registry = _registry()
-    records = [
-        {"name": p.name, "distribution": p.distribution, "version": p.version, "hooks": p.hooks, "registered": p.registered, "error": p.error}
-        for p in registry.plugins.values()
-    ]
-    if as_json:
-        print(json.dumps(records, indent=2))
-        return
-    table = Table(title="sslbench plugins")
-    for col in ("plugin", "package", "version", "hooks", "registered"):
-        table.add_column(col, overflow="fold")
-    for r in records:
-        registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registered"].items())
-        if r["error"]:
-            registered = f"[red]skipped: {r['error']}[/]"
-        table.add_row(r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"]), registered)
-    console.print(table)
+    from sslbench.bench.console import plugins_table
+
+    _show(plugin_records(_registry()), as_json, plugins_table)
 
 
 @app.command()
@@ -249,7 +161,9 @@ def results(
     home: Optional[Path] = HomeOption,
 ) -> None:
     """List and filter stored runs (summary over seeds, or one line per run with --runs)."""
-    from sslbench.bench.tables import export, rich_table, summarise
+    from sslbench.bench.console import print_rows, runs_table
+    from sslbench.bench.runs import run_rows
+    from sslbench.bench.tables import summarise
     from sslbench.engine.store import Store
 
     store = Store(home)
@@ -258,104 +172,9 @@ def results(
         err.print(f"no stored runs match in {store.path}")
         raise typer.Exit(0)
     if runs:
-        rows = [
-            {"id": r.id, "method": r.method, "dataset": r.dataset, "seed": r.seed, "epochs": r.epochs, "status": r.status,
-             "failed_step": r.failed_step, "protocol": r.protocol_hash, "img/s": round(r.images_per_s or 0),
-             "aug %": round(100 * (r.augment_share or 0), 1), "peak MB": round(r.peak_memory_mb or 0),
-             "metrics": {m["name"]: m["value"] for m in store.metrics(r.id) if m["value"] is not None}}
-            for r in records
-        ]
-        if fmt == "json":
-            print(json.dumps(rows, indent=2))
-            return
-        table = Table(title=f"stored runs ({store.path})")
-        for col in ("id", "method", "dataset", "seed", "epochs", "status", "protocol", "img/s", "aug %", "peak MB", "metrics"):
-            table.add_column(col, overflow="fold")
-        for r in rows:
-            status_text = r["status"] + (f" at step {r['failed_step']}" if r["failed_step"] else "")
-            metrics = ", ".join(f"{k}={v:.4g}" for k, v in r["metrics"].items())
-            table.add_row(r["id"], r["method"], r["dataset"], str(r["seed"]), str(r["epochs"]), status_text, r["protocol"],
-                          str(r["img/s"]), str(r["aug %"]), str(r["peak MB"]), metrics)
-        console.print(table)
+        _show(run_rows(store, records), fmt == "json", lambda rows: runs_table(rows, store.path))
         return
-    summary = summarise(store, records)
-    if fmt == "table":
-        console.print(rich_table(summary, title=f"stored results ({store.path})", losses=losses))
-    else:
-        console.print(export(summary, fmt, losses=losses), markup=False, highlight=False, soft_wrap=True)
-
-
-# ------------------------------------------------------------------------------------------------
-# suites: bench, report, compare
-
-
-SuiteFileOption = typer.Option(None, "--file", help="Suite file; default ./benchmarks.toml, else the one beside the sslbench package.")
-
-
-def _suite_file(file: Optional[Path]):  # type: ignore[no-untyped-def]
-    from sslbench.bench.suites import SuiteError, default_suite_file, load_suites
-
-    try:
-        return load_suites(file or default_suite_file())
-    except SuiteError as exc:
-        _fail(str(exc))
-
-
-def _data_dirs(values: Optional[List[str]], datasets: List[str]) -> dict:  # type: ignore[type-arg]
-    """``--data-dir DIR`` (every data set of the suite) or ``--data-dir DATASET=DIR``."""
-    dirs: dict[str, str] = {}
-    for value in values or []:
-        name, sep, folder = value.partition("=")
-        if sep and name in datasets:
-            dirs[name] = folder
-        elif sep and not Path(value).exists():
-            _fail(f"--data-dir {value!r}: {name!r} is not a data set of this suite ({', '.join(datasets)}); write --data-dir DIR or --data-dir DATASET=DIR")
-        else:
-            dirs.update({d: value for d in datasets})
-    return dirs
-
-
-def _suite_cells(file: Optional[Path], name: str, budget: str, registry, data_dir: Optional[List[str]] = None, device: Optional[str] = None):  # type: ignore[no-untyped-def]
-    from sslbench.bench.suites import SuiteError
-
-    sf = _suite_file(file)
-    try:
-        suite = sf.get(name)
-        suite.budget(budget)
-        suite.check(registry)
-        return suite, suite.cells(registry, budget, _data_dirs(data_dir, suite.datasets), device)
-    except SuiteError as exc:
-        _fail(str(exc))
-
-
-def _cell_state(store, cell) -> str:  # type: ignore[no-untyped-def]
-    """What bench would do with a cell: complete, evaluate, train, retrain (interrupted) or failed."""
-    record = store.get_run(cell.run_id) if store else None
-    if record is None:
-        return "train"
-    if record.status == "failed":
-        return "failed"
-    if record.status == "done" and store.checkpoint_path(cell.run_id).is_file():
-        missing = [n for n, o in cell.evaluators if not store.has_metrics(cell.run_id, n, o, cell.selection)]
-        return "evaluate" if missing else "complete"
-    return "retrain"
-
-
-def _list_suites(file: Optional[Path], registry) -> None:  # type: ignore[no-untyped-def]
-    from sslbench.bench.suites import SuiteError
-
-    sf = _suite_file(file)
-    table = Table(title=f"suites in {sf.path}")
-    for col in ("suite", "data sets", "methods", "evaluators", "budgets (runs)", "description"):
-        table.add_column(col, overflow="fold", no_wrap=col == "suite")
-    for suite in sf.suites.values():
-        try:
-            suite.check(registry)
-            budgets = ", ".join(f"{b} ({len(suite.cells(registry, b))})" for b in suite.budgets)
-        except SuiteError as exc:
-            budgets = f"[red]invalid: {exc}[/]"
-        table.add_row(suite.name, ", ".join(suite.datasets), str(len(suite.methods)), ", ".join(suite.evaluators), budgets, suite.description)
-    console.print(table)
+    print_rows(console, summarise(store, records), fmt, f"stored results ({store.path})", losses)
 
 
 @app.command()
@@ -371,112 +190,36 @@ def bench(
 ) -> None:
     """Run a named suite through the results store. Interrupted (Ctrl-C, kill -9), the same command
     resumes it: finished runs are reused, unfinished ones retrained."""
+    from sslbench.bench import plan
+    from sslbench.bench.console import dry_run_table, print_suite_summary, suites_table
+    from sslbench.bench.live import LiveProgress
     from sslbench.engine.runner import InProcessExecutor, run_grid
-    from sslbench.engine.store import Store, default_home
+    from sslbench.engine.store import Store
 
-    _configure_threads()
+    configure_threads()
     registry = _registry()
     if list_suites or suite_name is None:
-        _list_suites(file, registry)
+        console.print(suites_table(*_checked(plan.list_suites, file, registry)))
         return
-    suite, cells = _suite_cells(file, suite_name, budget, registry, data_dir, device)
+    suite, cells = _checked(plan.suite_cells, file, suite_name, budget, registry, data_dir, device)
     if dry_run:
-        folder = Path(home).expanduser() if home else default_home()
-        store = Store(folder) if (folder / "results.sqlite").is_file() else None
-        states = [_cell_state(store, c) for c in cells]
-        table = Table(title=f"suite {suite.name}, budget {budget}: {len(cells)} runs")
-        for col in ("data set", "method", "epochs", "seeds", "data dir", "stored"):
-            table.add_column(col, overflow="fold")
-        groups: dict = {}
-        for cell, state in zip(cells, states):
-            groups.setdefault((cell.dataset, cell.method), []).append((cell, state))
-        for (dataset, method), items in groups.items():
-            complete = sum(s == "complete" for _, s in items)
-            table.add_row(dataset, method, str(items[0][0].epochs), ", ".join(str(c.seed) for c, _ in items),
-                          items[0][0].data_dir or "-", f"{complete}/{len(items)}")
-        console.print(table)
-        count = {s: states.count(s) for s in ("complete", "evaluate", "train", "retrain", "failed")}
-        console.print(
-            f"{len(cells)} runs: {count['complete']} complete, {count['evaluate']} trained and waiting for evaluators, "
-            f"{count['failed']} failed (kept), {count['retrain']} interrupted (will retrain), {count['train']} to train. "
-            f"Evaluators: {', '.join(suite.evaluators)}.",
-            highlight=False,
-        )
+        states = plan.states(plan.existing_store(home), cells)
+        console.print(dry_run_table(suite, budget, cells, plan.dry_run_rows(cells, states)))
+        console.print(plan.dry_run_summary(suite, cells, states), highlight=False)
         return
     store = Store(home)
-    states = [_cell_state(store, c) for c in cells]
-    err.print(
-        f"suite {suite.name}, budget {budget}: {len(cells)} runs, {states.count('complete')} already complete, "
-        f"{states.count('evaluate')} to evaluate, {states.count('train') + states.count('retrain')} to train "
-        f"({states.count('retrain')} interrupted earlier); store {store.path}",
-        highlight=False,
-    )
-    executor = InProcessExecutor(store, registry)
-    outcomes = []
-    progress = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        TextColumn("{task.fields[terms]}"), console=err, transient=True,
-    )
-    overall = progress.add_task(f"suite {suite.name} ({budget})", total=len(cells), terms="")
-
-    def on_start(cell):  # type: ignore[no-untyped-def]
-        task = progress.add_task(f"{cell.dataset} {cell.method} seed {cell.seed}", total=None, terms="")
-
-        def report(step: int, total: int, terms: dict[str, float]) -> None:
-            progress.update(task, completed=step, total=total, terms="  ".join(f"{k} {v:.4g}" for k, v in terms.items()))
-
-        return report
-
-    def on_done(outcome) -> None:  # type: ignore[no-untyped-def]
-        for task in list(progress.task_ids):
-            if task != overall:
-                progress.remove_task(task)
-        progress.advance(overall)
-        _print_outcome(outcome)
-        outcomes.append(outcome)
-
-    data_errors = []
+    err.print(plan.start_summary(store, suite, budget, cells), highlight=False)
     try:
-        with progress:
-            for dataset in suite.datasets:
-                group = [c for c in cells if c.dataset == dataset]
-                try:
-                    run_grid(group, executor, on_start, on_done)
-                except DataError as exc:
-                    progress.advance(overall, len(group) - sum(1 for o in outcomes if o.dataset == dataset))
-                    data_errors.append(f"{dataset}: {exc}")
-                    err.print(f"[bold red]error:[/] {dataset}: {exc} (its {len(group)} runs were skipped; the other data sets go on)", highlight=False)
+        with LiveProgress(err, overall=f"suite {suite.name} ({budget})", total=len(cells)) as live:
+            grid = run_grid(cells, InProcessExecutor(store, registry), live.on_start, live.on_done, live.on_data_error)
     except KeyboardInterrupt:
-        again = " ".join(["sslbench bench", suite.name, "--budget", budget, *(["--file", str(file)] if file else []), *(["--home", str(home)] if home else [])])
-        err.print(f"[yellow]interrupted[/]: finished runs are stored; `{again}` resumes.", highlight=False)
+        err.print(f"[yellow]interrupted[/]: finished runs are stored; `{plan.resume_command(suite, budget, file, home)}` resumes.", highlight=False)
         raise typer.Exit(130)
-    _print_suite_summary(store, suite, budget, cells)
-    if data_errors:
+    print_suite_summary(console, store, suite, budget, cells)
+    if grid.data_errors:
         raise typer.Exit(2)
-    if any(o.status == "error" for o in outcomes):
+    if any(o.status == "error" for o in grid.outcomes):
         raise typer.Exit(1)
-
-
-def _print_suite_summary(store, suite, budget: str, cells) -> None:  # type: ignore[no-untyped-def]
-    from sslbench.bench.tables import rich_table
-    from sslbench.bench.reports import collect
-    from sslbench.bench.claims import SPREAD_RULE, evaluate_claims
-
-    results = collect(store, suite, budget, cells)
-    for dataset in suite.datasets:
-        rows = results.dataset_rows(dataset)
-        if any(r.seeds for r in rows):
-            console.print(rich_table(rows, title=f"{suite.name} ({budget}) on {dataset}"))
-    claims = evaluate_claims(suite.claims, results.values, budget)
-    if claims:
-        table = Table(title=f"claims of {suite.name} ({budget}); beyond seed spread: {SPREAD_RULE}")
-        for col in ("claim", "result", "figures", "beyond seed spread"):
-            table.add_column(col, overflow="fold")
-        colour = {"held": "green", "not held": "red", "not run": "yellow"}
-        for r in claims:
-            table.add_row(r.claim.text, f"[{colour[r.status]}]{r.status}[/]", r.figures, r.beyond_spread)
-        console.print(table)
-    console.print(f"[dim]results stored in {store.path}; `sslbench report {suite.name} --budget {budget}` writes the report[/]")
 
 
 @app.command()
@@ -490,19 +233,16 @@ def report(
 ) -> None:
     """Write a suite's report: Markdown with result tables, claims (held / not held / not run), PNG
     plots and the pictures its runs wrote; optionally the same tables as LaTeX, CSV or JSON."""
+    from sslbench.bench.plan import suite_cells
     from sslbench.bench.reports import collect, write_report
     from sslbench.engine.store import Store
 
-    if fmt not in ("md", "latex", "csv", "json"):
-        _fail(f"--format {fmt!r}: choose md, latex, csv or json")
-    registry = _registry()
-    suite, cells = _suite_cells(file, suite_name, budget, registry)
+    _check_format(fmt, ("md", "latex", "csv", "json"))
+    suite, cells = _checked(suite_cells, file, suite_name, budget, _registry())
     store = Store(home)
     results = collect(store, suite, budget, cells)
-    folder = out or store.home / "reports" / f"{suite.name}-{budget}"
-    written = write_report(store, results, Path(folder), fmt)
-    counts = results.counts()
-    console.print(f"{counts['done']} of {len(cells)} runs finished; report written:", highlight=False)
+    written = write_report(store, results, Path(out or store.home / "reports" / f"{suite.name}-{budget}"), fmt)
+    console.print(f"{results.counts()['done']} of {len(cells)} runs finished; report written:", highlight=False)
     for path in written:
         console.print(f"  {path}", highlight=False)
 
@@ -518,60 +258,26 @@ def compare(
 ) -> None:
     """Two stored runs or two suites side by side: each metric, the difference B - A and whether it
     exceeds the seed-to-seed spread (the rule is printed with the result)."""
-    from sslbench.bench.compare import compare_runs, compare_suites, comparison_text
-    from sslbench.bench.reports import collect
-    from sslbench.engine.store import Store
+    from sslbench.bench.compare import compare_runs, compare_suites, comparison_text, resolve_references
+    from sslbench.bench.console import print_comparison
+    from sslbench.bench.plan import suite_results
+    from sslbench.engine.store import RunRecord, Store
 
-    if fmt not in ("table", "md", "json"):
-        _fail(f"--format {fmt!r}: choose table, md or json")
+    _check_format(fmt, ("table", "md", "json"))
     store = Store(home)
-
-    def as_run(ref: str):  # type: ignore[no-untyped-def]
-        found = [r for r in store.runs() if r.id.startswith(ref)] if len(ref) >= 4 else []
-        if len(found) > 1:
-            _fail(f"{ref!r} matches {len(found)} runs ({', '.join(r.id for r in found[:5])}); give more of the run id")
-        return found[0] if found else None
-
-    def as_suite(ref: str):  # type: ignore[no-untyped-def]
-        from sslbench.bench.suites import default_suite_file
-
-        name, _, at = ref.partition("@")
-        path = file or default_suite_file()
-        if not path.is_file():
-            return None
-        sf = _suite_file(file)
-        if name not in sf.suites:
-            return None
-        return name, at or budget
-
-    run_a, run_b = as_run(a), as_run(b)
-    if run_a and run_b:
-        result = compare_runs(store, run_a, run_b)
+    try:
+        side_a, side_b = resolve_references(store, a, b, budget, file)
+    except ValueError as exc:  # an ambiguous or unknown reference, or a suite file that does not parse
+        _fail(str(exc))
+    if isinstance(side_a, RunRecord) and isinstance(side_b, RunRecord):
+        result = compare_runs(store, side_a, side_b)
     else:
-        suite_a, suite_b = as_suite(a), as_suite(b)
-        if not (suite_a and suite_b):
-            unknown = [ref for ref, r, s in ((a, run_a, suite_a), (b, run_b, suite_b)) if not (r or s)]
-            if unknown:
-                _fail(f"{', '.join(repr(u) for u in unknown)}: neither a stored run id (in {store.path}) nor a suite; "
-                      "see `sslbench results --runs` for run ids and `sslbench bench --list` for suites")
-            _fail("compare two runs or two suites, not one of each")
         registry = _registry()
-        sides = []
-        for name, b_name in (suite_a, suite_b):
-            suite, cells = _suite_cells(file, name, b_name, registry)
-            sides.append(collect(store, suite, b_name, cells))
-        result = compare_suites(sides[0], sides[1])
-    if fmt != "table":
+        result = compare_suites(*(_checked(suite_results, store, file, name, at, registry) for name, at in (side_a, side_b)))
+    if fmt == "table":
+        print_comparison(console, result)
+    else:
         console.print(comparison_text(result, fmt), markup=False, highlight=False, soft_wrap=True)
-        return
-    table = Table(title=result.title)
-    for i, col in enumerate(result.header):
-        table.add_column(col, justify="left" if i < 3 else "right", overflow="fold")
-    for row in result.rows:
-        table.add_row(*row)
-    console.print(table)
-    for note in result.notes:
-        console.print(f"[dim]- {note}[/]", highlight=False)
 
 
 def main() -> None:

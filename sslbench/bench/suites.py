@@ -45,7 +45,7 @@ else:  # pragma: no cover - Python 3.10
 
 from sslbench.sdk.api import FAMILIES, ParamError
 from sslbench.engine.plugins import Registry, UnknownNameError
-from sslbench.engine.runner import Cell, GridError, build_grid
+from sslbench.engine.cells import Cell, GridError, build_grid
 from sslbench.bench.claims import Claim, parse_claim
 from sslbench.bench.toml_lines import KeyLocator, SuiteError, check_keys, located
 

@@ -197,3 +197,38 @@ def get_registry() -> Registry:
 def reset_registry() -> None:
     global _REGISTRY
     _REGISTRY = None
+
+
+# ------------------------------------------------------------------------------------------------
+# listings (``sslbench list-methods`` / ``list-datasets`` / ``list-evaluators`` / ``plugins``)
+
+
+def describe(registry: Registry, kind: str) -> list[dict[str, Any]]:
+    """One record per installed plugin class of ``kind`` (methods, datasets, evaluators,
+    architectures), by name: its plugin, description, declared parameters (defaults as ``repr``)
+    and what its kind adds (a method's family and capabilities, a data set's protocol and whether it
+    reads files, an evaluator's requirements)."""
+    records = []
+    for name, cls in sorted(getattr(registry, kind).items()):
+        rec: dict[str, Any] = {"name": name, "plugin": registry.origin[(kind, name)], "description": getattr(cls, "description", "")}
+        if kind == "methods":
+            rec["family"] = cls.family
+            rec["capabilities"] = sorted(cls.capabilities())
+        if kind == "datasets":
+            rec["protocol"] = cls.protocol.name
+            rec["protocol_hash"] = cls.protocol.hash()
+            rec["needs_files"] = bool(cls.needs_files)
+        if kind == "evaluators" and cls.requires:
+            rec["requires"] = sorted(cls.requires)
+        declared = cls.declared_params() if hasattr(cls, "declared_params") else {}
+        rec["params"] = {p: repr(v.default) for p, v in declared.items()}
+        records.append(rec)
+    return records
+
+
+def plugin_records(registry: Registry) -> list[dict[str, Any]]:
+    """One record per loaded plugin: package, version, hooks, what it registered, or why it was skipped."""
+    return [
+        {"name": p.name, "distribution": p.distribution, "version": p.version, "hooks": p.hooks, "registered": p.registered, "error": p.error}
+        for p in registry.plugins.values()
+    ]

@@ -1,104 +1,43 @@
-"""The runner: a grid of cells (method, dataset, seed, protocol, budget), each trained, embedded,
-evaluated and stored.
+"""The runner: executes cells (see :mod:`sslbench.engine.cells`) against the results store, each
+trained (or reused), embedded, evaluated and stored, and decides from the store what a cell needs
+(:func:`cell_state`, the run-reuse rule).
 
-A :class:`Cell` is a plain, JSON-serialisable description of one unit of work. The runner hands cells
-to an executor; :class:`InProcessExecutor` runs them here, one after the other. A distributed executor
-only has to accept the same JSON and call :func:`execute_cell` against the same store.
+The runner hands cells to an executor; :class:`InProcessExecutor` runs them here, one after the
+other. A distributed executor only has to accept the same JSON and call :func:`execute_cell` against
+the same store. :func:`run_grid` submits a grid and applies the per-data-set error policy: a data
+set that cannot be loaded skips its own cells, the other data sets go on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Literal, Protocol as TypingProtocol, Sequence
 
 import torch
 
 from sslbench import __version__
-from sslbench.sdk.api import BuildContext, DataError, EvalInputs, ImageData, Method, ParamError
+from sslbench.sdk.api import BuildContext, DataError, EvalInputs, ImageData, Method
 from sslbench.sdk.data import validation_index
 from sslbench.sdk.files import atomic_path
-from sslbench.engine.plugins import Registry
 from sslbench.sdk.protocol import Protocol
+from sslbench.engine.cells import Cell, GridError, Outcome, build_grid, digest, split_params
 from sslbench.engine.decoding import train_frozen_decoder
+from sslbench.engine.plugins import Registry
 from sslbench.engine.store import Store
 from sslbench.engine.train import Diverged, Reporter, embed_all, pick_device, train
 
-
-def _hash(obj: Any, n: int = 16) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=list).encode()).hexdigest()[:n]
-
-
-@dataclass
-class Cell:
-    """One unit of work. Everything that changes the trained model is in :meth:`key`; where the data
-    live, which device runs it and which evaluators follow are not."""
-
-    method: str
-    dataset: str
-    seed: int
-    epochs: int
-    protocol: dict[str, Any]
-    method_params: dict[str, Any] = field(default_factory=dict)
-    dataset_params: dict[str, Any] = field(default_factory=dict)
-    precision: str = "fp32"
-    evaluators: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    selection: str = "val"
-    data_dir: str | None = None
-    device: str | None = None
-    force: bool = False
-    suite: str | None = None
-
-    def key(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "method_params": self.method_params,
-            "dataset": self.dataset,
-            "dataset_params": self.dataset_params,
-            "seed": self.seed,
-            "epochs": self.epochs,
-            "protocol": self.protocol,
-            "precision": self.precision,
-        }
-
-    @property
-    def run_id(self) -> str:
-        return _hash(self.key())
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "Cell":
-        d = json.loads(text)
-        d["evaluators"] = [(name, opts) for name, opts in d["evaluators"]]
-        return cls(**d)
-
-
-@dataclass
-class Outcome:
-    """What happened to a cell: ``status`` is done, failed (diverged) or error (crashed)."""
-
-    run_id: str
-    method: str
-    dataset: str
-    seed: int
-    status: str
-    reused: bool = False
-    message: str = ""
-    evaluated: list[str] = field(default_factory=list)
-
-
-class GridError(ValueError):
-    """The requested grid is invalid (unknown name, bad parameter); nothing was run."""
+#: what executing a cell would do, given what the store holds (see :func:`cell_state`)
+CellState = Literal["complete", "evaluate", "train", "retrain", "failed"]
+CELL_STATES: tuple[CellState, ...] = ("complete", "evaluate", "train", "retrain", "failed")
 
 
 def environment(device: torch.device) -> dict[str, Any]:
+    """The software and machine a run trains on, stored with the run."""
     import sklearn
     import torchvision
 
@@ -121,69 +60,6 @@ def environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
-def split_params(assignments: Sequence[str]) -> dict[str, dict[str, str]]:
-    """``["simvae.views=4", "knn.k_max=20"]`` -> ``{"simvae": {"views": "4"}, "knn": {"k_max": "20"}}``."""
-    out: dict[str, dict[str, str]] = {}
-    for item in assignments:
-        owner_key, sep, value = item.partition("=")
-        owner, dot, key = owner_key.partition(".")
-        if not sep or not dot or not owner or not key:
-            raise GridError(f"-p {item!r}: write OWNER.NAME=VALUE, e.g. -p simvae.views=4 or -p knn.k_max=20")
-        out.setdefault(owner.strip(), {})[key.strip()] = value.strip()
-    return out
-
-
-def build_grid(
-    registry: Registry,
-    methods: Sequence[str],
-    dataset: str,
-    seeds: Iterable[int],
-    epochs: int,
-    evaluators: Sequence[str],
-    params: dict[str, dict[str, Any]] | None = None,
-    batch_size: int | None = None,
-    precision: str = "fp32",
-    selection: str = "val",
-    data_dir: str | None = None,
-    device: str | None = None,
-    force: bool = False,
-    suite: str | None = None,
-) -> list[Cell]:
-    """Validate names and parameters up front (so a typo fails before any training) and return the
-    cells, methods outermost."""
-    params = dict(params or {})
-    ds_cls = registry.lookup("datasets", dataset)
-    method_classes = [registry.lookup("methods", m) for m in methods]
-    eval_classes = [registry.lookup("evaluators", e) for e in evaluators]
-    if selection not in ("val", "test"):
-        raise GridError(f"--select {selection!r}: choose val (validation split from train) or test")
-    if precision not in ("fp32", "bf16"):
-        raise GridError(f"--precision {precision!r}: choose fp32 or bf16")
-    known = {dataset, *methods, *evaluators}
-    stray = sorted(set(params) - known)
-    if stray:
-        raise GridError(f"-p names {', '.join(stray)}, which is not a method, dataset or evaluator of this run ({', '.join(sorted(known))})")
-    try:
-        ds_params = ds_cls.resolve(params.get(dataset, {}))
-        ev = [(cls.name, cls.resolve(params.get(cls.name, {}))) for cls in eval_classes]
-        mparams = {cls.name: cls.resolve(params.get(cls.name, {})) for cls in method_classes}
-    except ParamError as exc:
-        raise GridError(str(exc)) from None
-    protocol: Protocol = ds_cls.protocol
-    if batch_size:
-        protocol = protocol.replace(batch_size=batch_size)
-    cells = []
-    for cls in method_classes:
-        for seed in seeds:
-            cells.append(Cell(
-                method=cls.name, dataset=dataset, seed=seed, epochs=epochs if cls.trainable else 0,
-                protocol=protocol.to_dict(), method_params=mparams[cls.name], dataset_params=ds_params,
-                precision=precision, evaluators=ev, selection=selection, data_dir=data_dir, device=device,
-                force=force, suite=suite,
-            ))
-    return cells
-
-
 class DataCache:
     """Data sets loaded once per process, moved to the device once."""
 
@@ -191,7 +67,7 @@ class DataCache:
         self._cache: dict[str, ImageData] = {}
 
     def get(self, registry: Registry, cell: Cell, device: torch.device) -> ImageData:
-        key = _hash([cell.dataset, cell.dataset_params, cell.data_dir, str(device)])
+        key = digest([cell.dataset, cell.dataset_params, cell.data_dir, str(device)])
         if key not in self._cache:
             plugin = registry.lookup("datasets", cell.dataset)()
             data = plugin.load(cell.data_dir, **cell.dataset_params)
@@ -215,29 +91,49 @@ def _save_checkpoint(method: Method, path: Path) -> None:
         torch.save(method.state_dict(), tmp)
 
 
+def cell_state(store: Store | None, cell: Cell) -> CellState:
+    """The run-reuse rule, the one place it is decided. ``train``: nothing is stored for the run id;
+    ``failed``: a stored divergence, kept and not retried; ``complete``: finished, its checkpoint is
+    present and every evaluator of the cell (for its options and selection rule) is stored;
+    ``evaluate``: the same but some evaluator is missing, so only evaluation runs; ``retrain``: a
+    record that cannot be reused (still ``running`` after an interruption, crashed, or its
+    checkpoint is gone) or ``cell.force``. ``store`` None (no store created yet) stores nothing."""
+    record = store.get_run(cell.run_id) if store is not None else None
+    if record is None or store is None:
+        return "train"
+    if cell.force:
+        return "retrain"
+    if record.status == "failed":
+        return "failed"
+    if record.status == "done" and store.checkpoint_path(cell.run_id).is_file():
+        stored = all(store.has_metrics(cell.run_id, name, options, cell.selection) for name, options in cell.evaluators)
+        return "complete" if stored else "evaluate"
+    return "retrain"
+
+
 def execute_cell(cell: Cell, store: Store, registry: Registry, data_cache: DataCache | None = None, report: Reporter | None = None) -> Outcome:
-    """Train (or reuse), checkpoint, embed, evaluate and store one cell. Never raises for a run that
-    diverges or crashes: the outcome says so and the store records it."""
+    """Train (or reuse, as :func:`cell_state` decides), checkpoint, embed, evaluate and store one
+    cell. Never raises for a run that diverges or crashes: the outcome says so and the store records
+    it. Raises :class:`DataError` when the cell's data set cannot be loaded."""
     device = pick_device(cell.device)
     data_cache = data_cache or DataCache()
     run_id = cell.run_id
     outcome = Outcome(run_id, cell.method, cell.dataset, cell.seed, status="done")
     data = data_cache.get(registry, cell, device)
-    record = store.get_run(run_id)
+    state = cell_state(store, cell)
     run_dir = store.run_dir(run_id)
     ckpt = store.checkpoint_path(run_id)
     protocol = Protocol.from_dict(cell.protocol)
-    reusable = record is not None and not cell.force and (
-        record.status == "failed" or (record.status == "done" and ckpt.is_file())
-    )
-    if reusable:
+    if state == "failed":
+        record = store.get_run(run_id)
         assert record is not None
         outcome.reused = True
-        if record.status == "failed":
-            outcome.status, outcome.message = "failed", record.error or ""
-            if cell.suite:
-                store.set_suite(run_id, cell.suite)
-            return outcome
+        outcome.status, outcome.message = "failed", record.error or ""
+        if cell.suite:
+            store.set_suite(run_id, cell.suite)
+        return outcome
+    if state in ("complete", "evaluate"):
+        outcome.reused = True
         method = _build_method(registry, cell, data, device)
         method.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
     else:
@@ -301,6 +197,12 @@ def evaluate_cell(cell: Cell, method: Method, data: ImageData, store: Store, reg
     return done
 
 
+class Executor(TypingProtocol):
+    """What :func:`run_grid` needs of an executor: run one cell (received as JSON) to its outcome."""
+
+    def submit(self, cell: Cell, report: Reporter | None = None) -> Outcome: ...
+
+
 class InProcessExecutor:
     """Runs cells one after another in this process, sharing loaded data between them."""
 
@@ -314,16 +216,49 @@ class InProcessExecutor:
         return execute_cell(Cell.from_json(cell.to_json()), self.store, self.registry, self.data_cache, report)
 
 
-def run_grid(cells: Sequence[Cell], executor: InProcessExecutor, on_start: Callable[[Cell], Reporter | None] | None = None, on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-    """Submit every cell; a data error stops the grid (every later cell needs the same data)."""
-    outcomes = []
-    for cell in cells:
+@dataclass
+class GridRun:
+    """What :func:`run_grid` did: one outcome per executed cell, in order; per data set that could not
+    be loaded its :class:`DataError`; and the cells skipped because of it."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    data_errors: dict[str, DataError] = field(default_factory=dict)
+    skipped: list[Cell] = field(default_factory=list)
+
+
+#: called when a data set cannot be loaded: (data set, the error, its cells that are skipped)
+DataErrorHandler = Callable[[str, DataError, list[Cell]], None]
+
+
+def run_grid(
+    cells: Sequence[Cell], executor: Executor, on_start: Callable[[Cell], Reporter | None] | None = None,
+    on_done: Callable[[Outcome], None] | None = None, on_data_error: DataErrorHandler | None = None,
+) -> GridRun:
+    """Submit every cell in order. A :class:`DataError` (the data set's files are missing or
+    corrupt) skips the failing cell and every later cell of the same data set, since they need the
+    same data; the cells of the other data sets go on. Each such data set is reported once to
+    ``on_data_error`` and in :attr:`GridRun.data_errors`."""
+    result = GridRun()
+    for i, cell in enumerate(cells):
+        if cell.dataset in result.data_errors:
+            continue
         report = on_start(cell) if on_start else None
-        outcome = executor.submit(cell, report)
-        outcomes.append(outcome)
+        try:
+            outcome = executor.submit(cell, report)
+        except DataError as exc:
+            skipped = [c for c in cells[i:] if c.dataset == cell.dataset]
+            result.data_errors[cell.dataset] = exc
+            result.skipped.extend(skipped)
+            if on_data_error:
+                on_data_error(cell.dataset, exc, skipped)
+            continue
+        result.outcomes.append(outcome)
         if on_done:
             on_done(outcome)
-    return outcomes
+    return result
 
 
-__all__ = ["Cell", "Outcome", "GridError", "DataError", "build_grid", "execute_cell", "run_grid", "split_params", "InProcessExecutor"]
+__all__ = [
+    "CELL_STATES", "Cell", "CellState", "DataCache", "DataError", "Executor", "GridError", "GridRun", "InProcessExecutor",
+    "Outcome", "build_grid", "cell_state", "environment", "evaluate_cell", "execute_cell", "run_grid", "split_params",
+]

@@ -9,6 +9,7 @@ step time spent augmenting, and peak memory.
 from __future__ import annotations
 
 import math
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -175,6 +176,13 @@ def train(
     result.steps = step
     result.peak_memory_mb, result.memory_kind = _peak_memory(device)
     return result
+
+
+def configure_threads() -> None:
+    """Set torch's thread count from ``SSLBENCH_THREADS`` when it is set."""
+    threads = os.environ.get("SSLBENCH_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
 
 
 def pick_device(requested: str | None = None) -> torch.device:

@@ -1,0 +1,161 @@
+"""Cells: the units of work of a grid (method, data set, seed, protocol, budget), how a run id is
+derived from one, and how a grid of them is built and validated from names and ``-p`` parameters.
+
+A :class:`Cell` is a plain, JSON-serialisable description of one unit of work; the runner
+(:mod:`sslbench.engine.runner`) executes it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Sequence
+
+from sslbench.sdk.api import ParamError
+from sslbench.sdk.protocol import Protocol
+from sslbench.engine.plugins import Registry
+
+
+def digest(obj: Any, n: int = 16) -> str:
+    """The first ``n`` hex digits of the SHA-256 of ``obj`` as sorted JSON. A run id is the digest
+    of :meth:`Cell.key`; changing this function changes every run id."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=list).encode()).hexdigest()[:n]
+
+
+@dataclass
+class Cell:
+    """One unit of work. Everything that changes the trained model is in :meth:`key`; where the data
+    live, which device runs it and which evaluators follow are not."""
+
+    method: str
+    dataset: str
+    seed: int
+    epochs: int
+    protocol: dict[str, Any]
+    method_params: dict[str, Any] = field(default_factory=dict)
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    evaluators: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    selection: str = "val"
+    data_dir: str | None = None
+    device: str | None = None
+    force: bool = False
+    suite: str | None = None
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "method_params": self.method_params,
+            "dataset": self.dataset,
+            "dataset_params": self.dataset_params,
+            "seed": self.seed,
+            "epochs": self.epochs,
+            "protocol": self.protocol,
+            "precision": self.precision,
+        }
+
+    @property
+    def run_id(self) -> str:
+        return digest(self.key())
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Cell":
+        d = json.loads(text)
+        d["evaluators"] = [(name, opts) for name, opts in d["evaluators"]]
+        return cls(**d)
+
+
+@dataclass
+class Outcome:
+    """What happened to a cell: ``status`` is done, failed (diverged) or error (crashed)."""
+
+    run_id: str
+    method: str
+    dataset: str
+    seed: int
+    status: str
+    reused: bool = False
+    message: str = ""
+    evaluated: list[str] = field(default_factory=list)
+
+
+class GridError(ValueError):
+    """The requested grid is invalid (unknown name, bad parameter); nothing was run."""
+
+
+def split_params(assignments: Sequence[str]) -> dict[str, dict[str, str]]:
+    """``["simvae.views=4", "knn.k_max=20"]`` -> ``{"simvae": {"views": "4"}, "knn": {"k_max": "20"}}``."""
+    out: dict[str, dict[str, str]] = {}
+    for item in assignments:
+        owner_key, sep, value = item.partition("=")
+        owner, dot, key = owner_key.partition(".")
+        if not sep or not dot or not owner or not key:
+            raise GridError(f"-p {item!r}: write OWNER.NAME=VALUE, e.g. -p simvae.views=4 or -p knn.k_max=20")
+        out.setdefault(owner.strip(), {})[key.strip()] = value.strip()
+    return out
+
+
+def build_grid(
+    registry: Registry,
+    methods: Sequence[str],
+    dataset: str,
+    seeds: Iterable[int],
+    epochs: int,
+    evaluators: Sequence[str],
+    params: dict[str, dict[str, Any]] | None = None,
+    batch_size: int | None = None,
+    precision: str = "fp32",
+    selection: str = "val",
+    data_dir: str | None = None,
+    device: str | None = None,
+    force: bool = False,
+    suite: str | None = None,
+) -> list[Cell]:
+    """Validate names and parameters up front (so a typo fails before any training) and return the
+    cells, methods outermost."""
+    params = dict(params or {})
+    ds_cls = registry.lookup("datasets", dataset)
+    method_classes = [registry.lookup("methods", m) for m in methods]
+    eval_classes = [registry.lookup("evaluators", e) for e in evaluators]
+    if selection not in ("val", "test"):
+        raise GridError(f"--select {selection!r}: choose val (validation split from train) or test")
+    if precision not in ("fp32", "bf16"):
+        raise GridError(f"--precision {precision!r}: choose fp32 or bf16")
+    known = {dataset, *methods, *evaluators}
+    stray = sorted(set(params) - known)
+    if stray:
+        raise GridError(f"-p names {', '.join(stray)}, which is not a method, dataset or evaluator of this run ({', '.join(sorted(known))})")
+    try:
+        ds_params = ds_cls.resolve(params.get(dataset, {}))
+        ev = [(cls.name, cls.resolve(params.get(cls.name, {}))) for cls in eval_classes]
+        mparams = {cls.name: cls.resolve(params.get(cls.name, {})) for cls in method_classes}
+    except ParamError as exc:
+        raise GridError(str(exc)) from None
+    protocol: Protocol = ds_cls.protocol
+    if batch_size:
+        protocol = protocol.replace(batch_size=batch_size)
+    cells = []
+    for cls in method_classes:
+        for seed in seeds:
+            cells.append(Cell(
+                method=cls.name, dataset=dataset, seed=seed, epochs=epochs if cls.trainable else 0,
+                protocol=protocol.to_dict(), method_params=mparams[cls.name], dataset_params=ds_params,
+                precision=precision, evaluators=ev, selection=selection, data_dir=data_dir, device=device,
+                force=force, suite=suite,
+            ))
+    return cells
+
+
+def with_picture_evaluators(registry: Registry, evaluators: Sequence[str]) -> list[str]:
+    """``evaluators`` plus every installed evaluator that writes pictures (``--save-images``)."""
+    pictures = sorted(name for name, cls in registry.evaluators.items() if cls.on_save_images)
+    if not pictures:
+        raise GridError("--save-images needs an evaluator that writes pictures (such as 'samples'); no installed plugin registers one")
+    return [*evaluators, *(name for name in pictures if name not in evaluators)]
+
+
+__all__ = ["Cell", "Outcome", "GridError", "build_grid", "digest", "split_params", "with_picture_evaluators"]
