@@ -10,7 +10,7 @@ or the first ``--images`` of real MNIST with ``--data-dir``. A short warm-up epo
 first and is not timed. Printed per method: images/s (images, not views, per second of training
 step), views/s, the share of step time spent making views, seconds, steps and the loss at the end.
 The header gives the torch threads used and the load average before and after, because on a shared
-machine other processes change the figures (DESIGN.md: two 2-thread processes on 2 cores slow each
+machine other processes change the figures (README, "Threads": two 2-thread processes on 2 cores slow each
 other 3x or more). A method that cannot train on this data is listed with its error; the others go
 on. Prints its figures; it is not a test, and it stores nothing.
 """

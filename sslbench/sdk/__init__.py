@@ -9,5 +9,30 @@ losses (:mod:`~sslbench.sdk.losses`, :mod:`~sslbench.sdk.power_spherical`), pict
 (:mod:`~sslbench.sdk.pictures`) and atomic file writes (:mod:`~sslbench.sdk.files`). The sdk imports
 nothing from :mod:`sslbench.engine`, :mod:`sslbench.bench` or the CLI, so a plugin that imports only the
 sdk can never reach into the runner. ``from sslbench.sdk import Method, Param, hookimpl`` is the short
-form of the imports most plugins need.
+form of the imports most plugins need (the names in ``__all__`` below; ``docs/plugins.md`` is the guide).
 """
+
+from __future__ import annotations
+
+from sslbench.sdk.api import (
+    FAMILIES,
+    Architecture,
+    BuildContext,
+    DataError,
+    DatasetPlugin,
+    EvalInputs,
+    Evaluator,
+    ImageData,
+    Method,
+    Register,
+)
+from sslbench.sdk.hookspecs import hookimpl
+from sslbench.sdk.metrics import Metric, Picture
+from sslbench.sdk.params import Param, ParamError
+from sslbench.sdk.protocol import AugmentSpec, Protocol
+
+__all__ = [
+    "FAMILIES", "Architecture", "AugmentSpec", "BuildContext", "DataError", "DatasetPlugin", "EvalInputs",
+    "Evaluator", "ImageData", "Method", "Metric", "Param", "ParamError", "Picture", "Protocol", "Register",
+    "hookimpl",
+]

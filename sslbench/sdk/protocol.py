@@ -2,8 +2,9 @@
 
 One :class:`Protocol` per data set fixes the encoder/decoder architecture, the latent size, the batch
 size, the optimiser and its per-family learning rates, and the augmentations. The values of the
-presets come from the SimVAE paper's appendix A.7 (see ``DESIGN.md``); every stored result carries
-the full protocol it ran under and its hash, so a number never loses its protocol.
+presets come from the SimVAE paper's appendix A.7 (tabled in ``docs/methods.md``, "The protocol");
+every stored result carries the full protocol it ran under and its hash, so a number never loses its
+protocol.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class Protocol:
         return cls(augment=AugmentSpec(**aug), **d)
 
 
-# --- presets (SimVAE paper, appendix A.7; DESIGN.md "The protocol") ------------------------------
+# --- presets (SimVAE paper, appendix A.7; docs/methods.md "The protocol") -------------------------
 
 #: MNIST / FashionMNIST: MLP 784-500-500-2000-z, mirrored decoder, latent 10; crop scale 0.4,
 #: ratio [0.75, 1.3], vertical flip 0.5, no colour jitter.

@@ -1,7 +1,7 @@
 """Moving balls: the proof-of-principle video of "InfoNCE is a variational autoencoder" (Aitchison &
 Ganev), generated here from a seed, with its own encoder architecture and protocol.
 
-The video (DESIGN.md, "SSVAE"): ``frames`` frames (900) of ``size`` x ``size`` pixels (256) showing
+The video (docs/methods.md, SSVAE): ``frames`` frames (900) of ``size`` x ``size`` pixels (256) showing
 three balls of diameter size / 8 (32 at 256) on a black background. Every frame each ball moves one
 diameter along its heading; each heading turns by noise uniform in +-2 degrees, and when any two
 balls would then overlap (centres closer than a diameter) the noise of all three is redrawn with its

@@ -5,7 +5,7 @@ penalty between the two posteriors (the paper's regulariser R(x, phi) and CR-VAE
 
     minimise  -ELBO(x) - ELBO(t(x)) + lambda * KL( q(z | t(x)) || q(z | x) )
 
-with lambda = ``consistency`` (0.1 by default, DESIGN.md "The protocol"). Each -ELBO is
+with lambda = ``consistency`` (0.1 by default, docs/methods.md "The protocol"). Each -ELBO is
 reconstruction (-log p(x|z), one reparameterised sample) + KL(q(z|x) || N(0, I)); all terms are
 averaged over the images of the batch. Gradients flow through both posteriors of the consistency KL.
 Logged terms: ``reconstruction``, ``kl`` (on x), ``reconstruction_aug``, ``kl_aug`` (on t(x)) and

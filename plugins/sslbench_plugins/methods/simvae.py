@@ -1,5 +1,5 @@
 """SimVAE (Bizeul, Schölkopf & Allen, "A Probabilistic Model to explain Self-Supervised Representation
-Learning", eq. 4 and 9; DESIGN.md "Method notes").
+Learning", eq. 4 and 9; docs/methods.md "SimVAE").
 
 J augmentations x_1..x_J of one image share a content variable y. Each view has its own Gaussian
 posterior q(z|x_j) = N(mu_j, diag sigma_j^2); z_j is drawn by reparameterisation and y is estimated by

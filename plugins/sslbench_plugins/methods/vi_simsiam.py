@@ -6,7 +6,7 @@ Linear-BN layers of width 2048, ReLU between them) -> predictor h (bottleneck Li
 with two heads instead of SimSiam's one output layer: a mean direction
 mu (normalised) and a concentration kappa = softplus(.) + 1e-4 > 0. For two views with unit
 projections z1, z2 the loss is the negative Power Spherical log-likelihood of each view's
-(stop-gradient) projection under the other view's predicted distribution (DESIGN.md "VI-SimSiam"):
+(stop-gradient) projection under the other view's predicted distribution (docs/methods.md, VI-SimSiam):
 
     loss = -log PS(sg(z2); mu1, kappa1) - log PS(sg(z1); mu2, kappa2),   averaged over the batch,
 
