@@ -231,7 +231,7 @@ def test_list_datasets_says_whether_a_data_set_reads_files(reg) -> None:
     table = buf.getvalue()
     assert "files" in table.splitlines()[2]
     row = {line.split("│")[1].strip(): line for line in table.splitlines() if line.startswith("│")}
-    assert "reads files" in row["mnist"] and "generated" in row["shapes"]
+    assert "reads files" in row["mnist"] and "no files" in row["shapes"]
 
 
 def test_cli_is_thin() -> None:

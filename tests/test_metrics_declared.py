@@ -306,3 +306,14 @@ def test_the_core_guesses_nothing_from_metric_names(package: str) -> None:
             if number not in docs and any(word in line for word in FORBIDDEN):
                 offending.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not offending, "metric names or plugin files named outside docstrings:\n" + "\n".join(offending)
+
+
+def test_comparison_records_say_which_side_is_better_from_the_declared_direction() -> None:
+    from sslbench.bench.compare import _direction
+    from sslbench.sdk.metrics import Metric
+
+    acc, err = Metric("x_acc", unit="fraction"), Metric("x_px", unit="pixels", higher_is_better=False)
+    assert _direction(acc, 0.1) == {"unit": "fraction", "higher_is_better": True, "better": "B"}
+    assert _direction(err, 0.1)["better"] == "A" and _direction(err, -2.0)["better"] == "B"
+    assert _direction(Metric("k", unit="count", higher_is_better=None, role="detail"), 3.0)["better"] is None
+    assert _direction(acc, None)["better"] is None and _direction(acc, 0.0)["better"] == "equal"

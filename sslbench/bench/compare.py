@@ -37,6 +37,15 @@ def _fmt(metric: str | Metric, v: float, catalog: Catalog | None = None) -> str:
     return f"{100 * v:+.2f}" if declared.percent else f"{v:+.4g}"
 
 
+def _direction(declared: Metric, diff: float | None) -> dict[str, Any]:
+    """What the declaration says about a difference B - A: its unit, whether higher is better, and
+    which side is better (None where the metric has no direction or a side is missing)."""
+    better = None
+    if diff is not None and declared.higher_is_better is not None:
+        better = "equal" if diff == 0 else ("B" if (diff > 0) == declared.higher_is_better else "A")
+    return {"unit": declared.unit, "higher_is_better": declared.higher_is_better, "better": better}
+
+
 def compare_runs(store: Store, a: RunRecord, b: RunRecord, catalog: Catalog | None = None) -> Comparison:
     """Two single runs: each metric (same evaluator and selection rule) and B - A. One run per side
     has no seed spread, so no verdict on it."""
@@ -54,7 +63,7 @@ def compare_runs(store: Store, a: RunRecord, b: RunRecord, catalog: Catalog | No
         declared = catalog.metric(name, evaluator)
         rows.append([f"{name} ({evaluator}, {selection})", format_value(name, [va], catalog, evaluator) if va is not None else "-",
                      format_value(name, [vb], catalog, evaluator) if vb is not None else "-", _fmt(declared, diff) if diff is not None else "-"])
-        records.append({"metric": name, "evaluator": evaluator, "selection": selection, "a": va, "b": vb, "difference": diff})
+        records.append({"metric": name, "evaluator": evaluator, "selection": selection, "a": va, "b": vb, "difference": diff, **_direction(declared, diff)})
     differs = [k for k in ("method", "dataset", "seed", "epochs", "protocol_hash") if getattr(a, k) != getattr(b, k)]
     pa, pb = a.config.get("method_params", {}), b.config.get("method_params", {})
     if pa != pb:
@@ -84,7 +93,8 @@ def compare_suites(a: SuiteResults, b: SuiteResults) -> Comparison:
             verdict = "n/a (1 seed)" if p is None else ("yes" if p < 0.05 else "no")
             rows.append([dataset, method, metric, f"{format_value(metric, xa, catalog)} (n={len(xa)})",
                          f"{format_value(metric, xb, catalog)} (n={len(xb)})", _fmt(metric, diff, catalog), "-" if p is None else f"{p:.3g}", verdict])
-            records.append({"dataset": dataset, "method": method, "metric": metric, "a": xa, "b": xb, "difference": diff, "p_value": p, "beyond_seed_spread": verdict})
+            records.append({"dataset": dataset, "method": method, "metric": metric, "a": xa, "b": xb, "difference": diff, "p_value": p,
+                            "beyond_seed_spread": verdict, **_direction(catalog.metric(metric), diff)})
     name_a, name_b = f"{a.suite.name}@{a.budget}", f"{b.suite.name}@{b.budget}"
     notes = [f"A = {name_a}, B = {name_b}; differences are B - A (accuracies in percentage points)",
              f"beyond seed spread: {SPREAD_RULE}"]
@@ -101,8 +111,6 @@ def comparison_text(c: Comparison, fmt: str) -> str:
     table = tabulate(c.rows, c.header, tablefmt="github", disable_numparse=True)
     return "\n".join([f"## {c.title}", "", table, "", *[f"- {n}" for n in c.notes]])
 
-
-__all__ = ["Comparison", "compare_runs", "compare_suites", "comparison_text"]
 
 
 def resolve_references(store: Store, a: str, b: str, budget: str, suite_path: Path | None = None) -> tuple[RunRecord, RunRecord] | tuple[tuple[str, str], tuple[str, str]]:
@@ -136,3 +144,6 @@ def resolve_references(store: Store, a: str, b: str, budget: str, suite_path: Pa
         raise ValueError(f"{', '.join(repr(u) for u in unknown)}: neither a stored run id (in {store.path}) nor a suite; "
                          "see `sslbench results --runs` for run ids and `sslbench bench --list` for suites")
     raise ValueError("compare two runs or two suites, not one of each")
+
+
+__all__ = ["Comparison", "compare_runs", "compare_suites", "comparison_text", "resolve_references"]

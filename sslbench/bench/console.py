@@ -27,7 +27,7 @@ LISTING_COLUMNS = {"methods": ["family"], "datasets": ["protocol", "files"], "ev
 
 def _cell(rec: dict[str, Any], column: str) -> str:
     if column == "files":
-        return "reads files" if rec["needs_files"] else "generated"
+        return "reads files" if rec["needs_files"] else "no files"
     return rec[column]
 
 

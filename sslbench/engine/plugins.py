@@ -194,9 +194,6 @@ def get_registry() -> Registry:
     return _REGISTRY
 
 
-def reset_registry() -> None:
-    global _REGISTRY
-    _REGISTRY = None
 
 
 # ------------------------------------------------------------------------------------------------
