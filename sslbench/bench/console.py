@@ -121,7 +121,7 @@ def print_run_results(
     from sslbench.bench.tables import export, rich_table, summarise
 
     stored = store.runs(ids=[c.run_id for c in cells])
-    rows = summarise(store, stored)
+    rows = summarise(store, stored, cells[0].evaluators, cells[0].selection)  # what this run asked for
     for record in stored:  # evaluators that were skipped or crashed say why, once per run
         for m in store.metrics(record.id):
             if m["value"] is None and m["note"]:

@@ -39,8 +39,10 @@ class Catalog:
 
     def __init__(self, evaluators: Mapping[str, type["Evaluator"]] | None = None, sources: Mapping[str, str] | None = None) -> None:
         self._evaluators = evaluators
-        #: metric name -> the evaluator that stored it
+        #: metric name (or column label) -> the evaluator that stored it
         self.sources: dict[str, str] = dict(sources or {})
+        #: column label -> the metric name it shows (``knn_acc [k_max=5]`` -> ``knn_acc``)
+        self.names: dict[str, str] = {}
 
     @classmethod
     def of(cls, registry: "Registry | None" = None, rows: Iterable["Row"] = ()) -> "Catalog":
@@ -49,7 +51,7 @@ class Catalog:
         catalog = cls(registry.evaluators if registry is not None else None)
         for row in rows:
             for name, evaluator in row.sources.items():
-                catalog.learn(evaluator, name)
+                catalog.learn(evaluator, name, row.names.get(name))
         return catalog
 
     @property
@@ -60,12 +62,16 @@ class Catalog:
             self._evaluators = get_registry().evaluators
         return self._evaluators
 
-    def learn(self, evaluator: str, name: str) -> None:
-        """Record that ``evaluator`` stored metric ``name`` (the first one recorded is kept)."""
-        self.sources.setdefault(name, evaluator)
+    def learn(self, evaluator: str, label: str, name: str | None = None) -> None:
+        """Record that ``evaluator`` stored the column ``label`` (the first one recorded is kept),
+        which shows metric ``name`` (the label itself unless options tell variants apart)."""
+        self.sources.setdefault(label, evaluator)
+        if name is not None and name != label:
+            self.names.setdefault(label, name)
 
     def metric(self, name: str, evaluator: str | None = None) -> Metric:
         evaluator = evaluator or self.sources.get(name)
+        name = self.names.get(name, name)
         if evaluator is not None:
             cls = self.evaluators.get(evaluator)
             return (cls.metric(name) if cls is not None else None) or undeclared(name)
@@ -104,8 +110,10 @@ class Row:
     augment_share: list[float] = field(default_factory=list)
     #: each loss term's value at the end of training (last point of its curve), one per seed
     final_terms: dict[str, list[float]] = field(default_factory=dict)
-    #: metric name -> the evaluator that stored it (where its declaration is looked up)
+    #: metric name (column label) -> the evaluator that stored it (where its declaration is looked up)
     sources: dict[str, str] = field(default_factory=dict)
+    #: column label -> metric name, for the columns that name evaluator options (see :func:`summarise`)
+    names: dict[str, str] = field(default_factory=dict)
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -132,11 +140,41 @@ def _dataset_labels(runs: Sequence[RunRecord]) -> dict[tuple[str, str], str]:
     return labels
 
 
-def summarise(store: Store, runs: Sequence[RunRecord]) -> list[Row]:
+def _metric_labels(metrics: Mapping[str, list[dict[str, Any]]]) -> dict[tuple[str, str, str, str], str]:
+    """A column label per (evaluator, metric, options hash, selection): the metric's name, plus the
+    evaluator options and selection rule that differ where the same metric was stored more than one
+    way (``knn_acc [k_max=5]``, ``linear_acc [select=test]``), so that numbers computed differently
+    are never averaged as if they were seeds."""
+    variants: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = {}
+    for rows in metrics.values():
+        for m in rows:
+            if m["value"] is not None:
+                options = {**json.loads(m["options"] or "{}"), "select": m["selection"]}
+                variants.setdefault((m["evaluator"], m["name"]), {})[(m["options_hash"], m["selection"])] = options
+    labels = {}
+    for (evaluator, name), found in variants.items():
+        varying = sorted({k for o in found.values() for k in o if len({json.dumps(p.get(k)) for p in found.values()}) > 1})
+        for (options_hash, selection), options in found.items():
+            shown = ", ".join(f"{k}={options.get(k)}" for k in varying)
+            labels[(evaluator, name, options_hash, selection)] = f"{name} [{shown}]" if shown else name
+    return labels
+
+
+def summarise(
+    store: Store, runs: Sequence[RunRecord], evaluators: Sequence[tuple[str, dict[str, Any]]] | None = None,
+    selection: str | None = None,
+) -> list[Row]:
     """Group runs by data set (and its parameters), method (and its parameters), protocol and budget;
-    collect metrics per seed."""
+    collect metrics per seed. With ``evaluators`` (name, options) and ``selection``, only those
+    metrics count (what ``sslbench run`` asked for); otherwise every stored metric does, and a
+    metric stored with different options or selection rules becomes one column per variant."""
     rows: dict[tuple[str, str, str, int, str, str], Row] = {}
     labels = _dataset_labels(runs)
+    stored = {
+        run.id: (store.metrics_for(run.id, list(evaluators), selection) if evaluators is not None and selection else store.metrics(run.id))
+        for run in runs if run.status == "done"
+    }
+    columns = _metric_labels(stored)
     for run in runs:
         params = json.dumps(run.config.get("method_params", {}), sort_keys=True)
         data_params = json.dumps(run.config.get("dataset_params", {}), sort_keys=True)
@@ -157,13 +195,16 @@ def summarise(store: Store, runs: Sequence[RunRecord]) -> list[Row]:
         for term, curve in run.history.items():
             if curve and not term.startswith("_"):  # "_epoch" is the curve's x axis
                 row.final_terms.setdefault(term, []).append(curve[-1])
-        for m in store.metrics(run.id):
+        for m in stored[run.id]:
             row.selection.add(m["selection"])
             if m["value"] is None:
                 row.notes[m["evaluator"]] = m["note"] or ""
             elif math.isfinite(m["value"]):
-                row.metrics.setdefault(m["name"], []).append(m["value"])
-                row.sources.setdefault(m["name"], m["evaluator"])
+                label = columns[(m["evaluator"], m["name"], m["options_hash"], m["selection"])]
+                row.metrics.setdefault(label, []).append(m["value"])
+                row.sources.setdefault(label, m["evaluator"])
+                if label != m["name"]:
+                    row.names[label] = m["name"]
     return list(rows.values())
 
 
