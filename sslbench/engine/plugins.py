@@ -105,7 +105,7 @@ def build_registry(extra_plugins: list[tuple[str, Any]] | None = None) -> Regist
     from sslbench.sdk import nets  # the core's own architectures: registered like any plugin
 
     candidates: list[tuple[str, Callable[[], Any], str | None, str | None]] = [
-        ("sslbench.sdk.nets", lambda: nets, "sslbench", _version())
+        ("sslbench.nets", lambda: nets, "sslbench", _version())
     ]
     for ep in _selected_entry_points(registry):
         dist, version = _dist_of(ep)
