@@ -140,7 +140,7 @@ def test_the_guides_own_test_file_passes(package) -> None:  # type: ignore[no-un
         capture_output=True, text=True, env=env, cwd=root, timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert "2 passed" in done.stdout
+    assert "3 passed" in done.stdout
 
 
 def _fields(cls: type) -> list[str]:

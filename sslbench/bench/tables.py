@@ -41,7 +41,7 @@ class Catalog:
         self._evaluators = evaluators
         #: metric name (or column label) -> the evaluator that stored it
         self.sources: dict[str, str] = dict(sources or {})
-        #: column label -> the metric name it shows (``knn_acc [k_max=5]`` -> ``knn_acc``)
+        #: column label -> the metric name it shows (``NAME [OPTION=VALUE, ...]`` -> ``NAME``)
         self.names: dict[str, str] = {}
 
     @classmethod
