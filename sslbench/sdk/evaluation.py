@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sslbench.sdk.metrics import Metric
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -216,11 +218,24 @@ def hungarian_accuracy(true: np.ndarray, predicted: np.ndarray) -> float:
     return float(counts[rows, cols].sum() / len(true))
 
 
+def classification_probe_metrics(prefix: str, probe: str) -> tuple[Metric, ...]:
+    """The declarations of what :func:`classification_probe` reports under ``prefix`` (``probe`` names
+    the probe in their help, e.g. "linear probe")."""
+    return (
+        Metric(f"{prefix}_acc", unit="fraction", higher_is_better=True, role="headline", section="content",
+               help=f"test accuracy of the {probe} at the chosen epoch"),
+        Metric(f"{prefix}_top5", unit="fraction", higher_is_better=True, role="secondary", section="content",
+               help="test top-5 accuracy at the chosen epoch (only with more than five classes)"),
+        Metric(f"{prefix}_epoch", unit="count", higher_is_better=None, role="detail", section="content",
+               help="the probe epoch chosen by the selection rule (validation split or test set)"),
+    )
+
+
 def classification_probe(inputs: "EvalInputs", head: nn.Module, prefix: str, options: dict) -> dict[str, float]:
     """The protocol's probe evaluation shared by the linear and MLP probes: unlabelled (-1) images left
     out, features standardised on the fit split, ``head`` trained by :func:`probe_curves`, epoch chosen
     by ``inputs.selection``; reports ``<prefix>_acc``, ``<prefix>_epoch`` and, beyond five classes,
-    ``<prefix>_top5`` at the chosen epoch."""
+    ``<prefix>_top5`` at the chosen epoch (declared by :func:`classification_probe_metrics`)."""
     data = inputs.data
     lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y, inputs.fit_index, inputs.val_index)
     fit, val = lab.fit_index, lab.val_index

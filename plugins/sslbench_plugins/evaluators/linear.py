@@ -10,8 +10,8 @@ from __future__ import annotations
 from torch import nn
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param
-from sslbench.sdk.evaluation import classification_probe
+from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.evaluation import classification_probe, classification_probe_metrics
 
 
 class LinearProbe(Evaluator):
@@ -23,14 +23,7 @@ class LinearProbe(Evaluator):
         "weight_decay": Param(1e-5, "L2 penalty", minimum=0.0),
         "batch_size": Param(256, "probe batch size", minimum=1),
     }
-    metrics = (
-        Metric("linear_acc", unit="fraction", higher_is_better=True, role="headline", section="content",
-               help="test accuracy of the linear probe at the chosen epoch"),
-        Metric("linear_top5", unit="fraction", higher_is_better=True, role="secondary", section="content",
-               help="test top-5 accuracy at the chosen epoch (only with more than five classes)"),
-        Metric("linear_epoch", unit="count", higher_is_better=None, role="detail", section="content",
-               help="the probe epoch chosen by the selection rule (validation split or test set)"),
-    )
+    metrics = classification_probe_metrics("linear", "linear probe")
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         head = nn.Linear(inputs.train_z.shape[1], inputs.data.num_classes)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from torch import nn
 
 from sslbench import hookimpl
-from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param
-from sslbench.sdk.evaluation import classification_probe
+from sslbench.sdk.api import EvalInputs, Evaluator, Param
+from sslbench.sdk.evaluation import classification_probe, classification_probe_metrics
 
 
 class MLPProbe(Evaluator):
@@ -25,14 +25,7 @@ class MLPProbe(Evaluator):
         "weight_decay": Param(1e-5, "L2 penalty", minimum=0.0),
         "batch_size": Param(256, "probe batch size", minimum=1),
     }
-    metrics = (
-        Metric("mlp_acc", unit="fraction", higher_is_better=True, role="headline", section="content",
-               help="test accuracy of the MLP probe at the chosen epoch"),
-        Metric("mlp_top5", unit="fraction", higher_is_better=True, role="secondary", section="content",
-               help="test top-5 accuracy at the chosen epoch (only with more than five classes)"),
-        Metric("mlp_epoch", unit="count", higher_is_better=None, role="detail", section="content",
-               help="the probe epoch chosen by the selection rule (validation split or test set)"),
-    )
+    metrics = classification_probe_metrics("mlp", "MLP probe")
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         hidden = int(options["hidden"])
