@@ -9,7 +9,7 @@ A suite is one table under ``[suites.NAME]``::
     datasets = ["mnist"]
     evaluators = ["mlp", "knn"]
     seeds = 3                                  # 0..2, or a list [0, 1, 2]
-    data_dir = { mnist = "../shared/data" }    # per data set; relative to this file; --data-dir wins
+    data_dir = { mnist = "data/mnist" }        # per data set; relative to this file; --data-dir wins
     params = { simvae = { views = 10 }, knn = { k_max = 15 } }   # method, data set, evaluator params
     selection = "val"                          # optional: val (default) or test
     claims = [
