@@ -41,14 +41,17 @@ class _LegacyAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return importlib.machinery.ModuleSpec(fullname, self)
         return None
 
+    def __init__(self) -> None:
+        self._own_specs: dict[str, importlib.machinery.ModuleSpec] = {}
+
     def create_module(self, spec):  # type: ignore[no-untyped-def]
         module = importlib.import_module(LEGACY_MODULES[spec.name])
-        self._own_spec = module.__spec__
+        self._own_specs[module.__name__] = module.__spec__
         return module
 
     def exec_module(self, module) -> None:  # type: ignore[no-untyped-def]
         # the import system stamped the alias's spec on the real module: give it its own back
-        module.__spec__ = self._own_spec
+        module.__spec__ = self._own_specs[module.__name__]
 
 
 if not any(isinstance(f, _LegacyAlias) for f in sys.meta_path):

@@ -194,8 +194,6 @@ def get_registry() -> Registry:
     return _REGISTRY
 
 
-
-
 # ------------------------------------------------------------------------------------------------
 # listings (``sslbench list-methods`` / ``list-datasets`` / ``list-evaluators`` / ``plugins``)
 

@@ -99,7 +99,7 @@ def cell_state(store: Store | None, cell: Cell) -> CellState:
     record that cannot be reused (still ``running`` after an interruption, crashed, or its
     checkpoint is gone) or ``cell.force``. ``store`` None (no store created yet) stores nothing."""
     record = store.get_run(cell.run_id) if store is not None else None
-    if record is None or store is None:
+    if record is None:
         return "train"
     if cell.force:
         return "retrain"
