@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from sslbench.sdk.files import inside
 from sslbench.sdk.metrics import Metric
 from sslbench.sdk.protocol import Protocol
 from sslbench.bench.tables import Catalog, Row, export, latex_text, rows_as_records
@@ -36,7 +37,7 @@ from sslbench.bench.suites import Suite
 OWN_TABLE_SECTIONS = ("style",)
 #: the report section of a run-folder PNG that no evaluator declares
 OTHER_PICTURES = "Other pictures"
-STATUS_ORDER = ("done", "not evaluated", "failed", "error", "running", "not run")
+STATUS_ORDER = ("done", "not evaluated", "failed", "error", "running", "interrupted", "not run")
 
 
 @dataclass
@@ -50,7 +51,7 @@ class SuiteResults:
     rows: list[Row]
     #: (dataset, method) -> metric -> per-seed values
     values: dict[tuple[str, str], dict[str, list[float]]]
-    #: run id -> "done", "not evaluated" (trained, metrics missing), "failed", "error", "running" or "not run"
+    #: run id -> "done", "not evaluated" (trained, metrics missing), "failed", "error", "running", "interrupted" or "not run"
     status: dict[str, str]
     #: (dataset, method) -> seed -> per-epoch loss terms
     histories: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = field(default_factory=dict)
@@ -196,7 +197,7 @@ def _copy_pictures(store: Store, results: SuiteResults, out: Path) -> dict[str, 
             continue
         seen.add(key)
         for png in pngs:
-            target = out / "runs" / f"{cell.dataset}-{cell.method}-seed{cell.seed}-{png.name}"
+            target = _within(out, out / "runs" / f"{cell.dataset}-{cell.method.replace(':', '.')}-seed{cell.seed}-{png.name}")
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(png, target)
             declared = results.catalog.picture(png.name)
@@ -205,6 +206,13 @@ def _copy_pictures(store: Store, results: SuiteResults, out: Path) -> dict[str, 
             caption = f"{cell.method} on {cell.dataset}, seed {cell.seed}: {what}"
             sections.setdefault(section, []).append((caption, target.relative_to(out)))
     return sections
+
+
+def _within(out: Path, path: Path) -> Path:
+    """``path`` unchanged, after checking it lies inside the report folder ``out`` (an
+    :class:`~sslbench.sdk.files.UnsafePathError` otherwise): no name in a suite or run reaches outside."""
+    inside(out, path)
+    return path
 
 
 def make_plots(results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Path]]]:
@@ -223,19 +231,19 @@ def make_plots(results: SuiteResults, out: Path) -> dict[str, list[tuple[str, Pa
         tag = f"{suite.name} ({results.budget}) on {dataset}"
         entries = []
         if content:
-            p = plots.metric_bars(f"{tag}: accuracy per method\nbars: mean ± std over seeds; dots: single seeds", suite.methods, values, content, out / f"accuracy-{dataset}.png", catalog)
+            p = plots.metric_bars(f"{tag}: accuracy per method\nbars: mean ± std over seeds; dots: single seeds", suite.methods, values, content, _within(out, out / f"accuracy-{dataset}.png"), catalog)
             if p:
                 entries.append(("Accuracy per method", p.relative_to(out)))
         if others:
-            p = plots.metric_panels(f"{tag}: other metrics (mean ± std over seeds; dots: single seeds)", suite.methods, values, others, out / f"metrics-{dataset}.png", catalog)
+            p = plots.metric_panels(f"{tag}: other metrics (mean ± std over seeds; dots: single seeds)", suite.methods, values, others, _within(out, out / f"metrics-{dataset}.png"), catalog)
             if p:
                 entries.append(("Other metrics", p.relative_to(out)))
         if styles and content:
-            p = plots.style_scatter(f"{tag}: style against content", suite.methods, values, content[0], styles, out / f"style-{dataset}.png", catalog)
+            p = plots.style_scatter(f"{tag}: style against content", suite.methods, values, content[0], styles, _within(out, out / f"style-{dataset}.png"), catalog)
             if p:
                 entries.append(("Style against content", p.relative_to(out)))
         histories = {m: results.histories.get((dataset, m), {}) for m in suite.methods}
-        p = plots.training_curves(f"{tag}: training curves (each loss term, mean over short intervals)", histories, out / f"curves-{dataset}.png")
+        p = plots.training_curves(f"{tag}: training curves (each loss term, mean over short intervals)", histories, _within(out, out / f"curves-{dataset}.png"))
         if p:
             entries.append(("Training curves", p.relative_to(out)))
         made[dataset] = entries
@@ -354,7 +362,7 @@ def write_report(store: Store, results: SuiteResults, out: Path, fmt: str = "md"
         raise ValueError(f"--format {fmt!r}: choose md, latex, csv or json")
     out.mkdir(parents=True, exist_ok=True)
     claims = evaluate_claims(results.suite.claims, results.values, results.budget, results.catalog)
-    written = [out / "report.md"]
+    written = [_within(out, out / "report.md")]
     written[0].write_text(markdown_report(store, results, claims, out), encoding="utf-8")
     suite = results.suite
     if fmt == "latex":
@@ -363,10 +371,10 @@ def write_report(store: Store, results: SuiteResults, out: Path, fmt: str = "md"
             parts += [f"% results on {dataset}", export(results.dataset_rows(dataset), "latex", catalog=results.catalog)]
         if claims:
             parts += ["% claims", claims_table(claims, "latex")]
-        written.append(out / "report.tex")
+        written.append(_within(out, out / "report.tex"))
         written[-1].write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     elif fmt == "csv":
-        written.append(out / "results.csv")
+        written.append(_within(out, out / "results.csv"))
         written[-1].write_text(export(results.rows, "csv", catalog=results.catalog), encoding="utf-8")
         buf = io.StringIO()
         records = claim_records(claims)
@@ -374,10 +382,10 @@ def write_report(store: Store, results: SuiteResults, out: Path, fmt: str = "md"
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(records)
-        written.append(out / "claims.csv")
+        written.append(_within(out, out / "claims.csv"))
         written[-1].write_text(buf.getvalue(), encoding="utf-8")
     elif fmt == "json":
-        written.append(out / "report.json")
+        written.append(_within(out, out / "report.json"))
         written[-1].write_text(json.dumps(report_json(results, claims), indent=2), encoding="utf-8")
     return written
 

@@ -44,8 +44,10 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 from sslbench.sdk.api import FAMILIES, ParamError
+from sslbench.sdk.files import UnsafePathError, safe_name
 from sslbench.engine.plugins import Registry, UnknownNameError
 from sslbench.engine.cells import Cell, GridError, build_grid
+from sslbench.engine.limits import MAX_EPOCHS, LimitError, check_budget
 from sslbench.bench.claims import Claim, parse_claim
 from sslbench.bench.toml_lines import KeyLocator, SuiteError, check_keys, located
 
@@ -208,13 +210,27 @@ class SuiteFile:
 # parsing
 
 
+#: the shipped suites: package data of :mod:`sslbench.bench` (the repository's top-level
+#: ``benchmarks.toml`` is a link to this file)
+SHIPPED_SUITES = "benchmarks.toml"
+
+
 def default_suite_file() -> Path:
-    """``./benchmarks.toml`` when it exists, else the one beside the sslbench package (a source or
-    editable install)."""
-    here = Path("benchmarks.toml")
-    if here.is_file():
-        return here
-    return Path(__file__).resolve().parent.parent / "benchmarks.toml"
+    """The suite file shipped inside the package (read through :mod:`importlib.resources`, so an
+    installed wheel has it as well as a source checkout). A user's own suite file is given with
+    ``--file``; a ``benchmarks.toml`` in the working folder is not read unless named."""
+    from importlib import resources
+
+    shipped = resources.files("sslbench.bench") / SHIPPED_SUITES
+    if isinstance(shipped, Path):
+        return shipped
+    # a package imported from a zip: extract the file once for this process
+    import atexit
+    from contextlib import ExitStack
+
+    stack = ExitStack()
+    atexit.register(stack.close)
+    return stack.enter_context(resources.as_file(shipped))
 
 
 def load_suites(path: Path | str) -> SuiteFile:
@@ -262,10 +278,12 @@ def _seeds(sf: SuiteFile, keys: Sequence[Any], value: Any) -> list[int]:
     if isinstance(value, int) and not isinstance(value, bool):
         if value < 1:
             raise located(sf, keys, "must be at least 1 (the number of seeds, 0..N-1) or a list of seeds")
+        _within_limits(sf, keys, range(value))  # counted before any list is made
         return list(range(value))
     if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
         if len(set(value)) != len(value):
             raise located(sf, keys, "lists a seed twice")
+        _within_limits(sf, keys, value)
         return list(value)
     raise located(sf, keys, "must be a number of seeds (e.g. 3 for seeds 0, 1, 2) or a list of seeds >= 0")
 
@@ -286,14 +304,30 @@ def _merge(base: Mapping[str, Mapping[str, Any]], over: Mapping[str, Mapping[str
     return out
 
 
-def _int(sf: SuiteFile, keys: Sequence[Any], value: Any, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise located(sf, keys, f"must be a whole number >= {minimum}")
+def _within_limits(sf: SuiteFile, keys: Sequence[Any], seeds: Sequence[int]) -> None:
+    try:
+        check_budget(seeds, 0)
+    except LimitError as exc:
+        raise located(sf, keys, str(exc)) from None
+
+
+def _int(sf: SuiteFile, keys: Sequence[Any], value: Any, minimum: int, maximum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum or (maximum is not None and value > maximum):
+        raise located(sf, keys, f"must be a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
     return value
+
+
+def _path_safe(sf: SuiteFile, keys: Sequence[Any], name: str, what: str) -> None:
+    """Suite and budget names become folder names (``reports/SUITE-BUDGET``): refuse unsafe ones here."""
+    try:
+        safe_name(name, what)
+    except UnsafePathError as exc:
+        raise located(sf, keys, str(exc)) from None
 
 
 def _parse_suite(sf: SuiteFile, name: str, body: Any) -> Suite:
     at = ("suites", name)
+    _path_safe(sf, at, name, "suite name")
     if not isinstance(body, dict):
         raise located(sf, at, "must be a table ([suites.NAME])")
     check_keys(sf, at, body, SUITE_KEYS, f"suite {name!r}")
@@ -332,6 +366,7 @@ def _parse_suite(sf: SuiteFile, name: str, body: Any) -> Suite:
         raise located(sf, [*at, "budgets"], f"must hold at least one budget table, e.g. [suites.{name}.budgets.cpu] with epochs = 2")
     budgets = {}
     for bname, bbody in raw_budgets.items():
+        _path_safe(sf, [*at, "budgets", bname], bname, "budget name")
         budgets[bname] = _parse_budget(sf, [*at, "budgets", bname], bname, bbody, seeds, params, defaults, methods)
 
     suite = Suite(
@@ -359,9 +394,9 @@ def _parse_budget(
     if isinstance(raw, dict):
         if not raw:
             raise located(sf, [*at, "epochs"], "is an empty table; give epochs per method or family")
-        epochs: int | dict[str, int] = {k: _int(sf, [*at, "epochs", k], v, 0) for k, v in raw.items()}
+        epochs: int | dict[str, int] = {k: _int(sf, [*at, "epochs", k], v, 0, MAX_EPOCHS) for k, v in raw.items()}
     else:
-        epochs = _int(sf, [*at, "epochs"], raw, 0)
+        epochs = _int(sf, [*at, "epochs"], raw, 0, MAX_EPOCHS)
     own = _params(sf, [*at, "params"], body.get("params", {}))
     precision = body.get("precision", defaults["precision"])
     if precision not in ("fp32", "bf16"):
@@ -377,4 +412,4 @@ def _parse_budget(
     return budget
 
 
-__all__ = ["Budget", "Claim", "Suite", "SuiteError", "SuiteFile", "default_suite_file", "load_suites"]
+__all__ = ["SHIPPED_SUITES", "Budget", "Claim", "Suite", "SuiteError", "SuiteFile", "default_suite_file", "load_suites"]

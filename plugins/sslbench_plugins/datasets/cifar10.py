@@ -3,7 +3,9 @@
 ``--data-dir DIR`` reads ``data_batch_1`` .. ``data_batch_5``, ``test_batch`` and (for the class
 names) ``batches.meta`` from ``DIR/cifar-10-batches-py/`` -- the folder torchvision unpacks -- or from
 ``DIR`` itself. Without ``--data-dir`` torchvision downloads and unpacks the official archive into
-sslbench's cache. Each batch is checked: a readable pickle holding ``data`` (N x 3072 uint8: the
+sslbench's cache. The files are read with :func:`sslbench.sdk.safe_pickle.load_data_pickle`, which admits
+only plain data and numpy arrays (a pickle naming any other global is refused before anything of it
+runs). Each batch is checked: a readable pickle holding ``data`` (N x 3072 uint8: the
 1024 red, then green, then blue values of a 32x32 image, row-major) and N ``labels`` in 0..9; the
 splits must hold the official 50,000 and 10,000 images. Trained under the protocol
 :data:`sslbench.sdk.protocol.COLOUR_CONV` (the SimVAE paper's CIFAR10 setting).
@@ -11,7 +13,6 @@ splits must hold the official 50,000 and 10,000 images. Trained under the protoc
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ import torch
 
 from sslbench import hookimpl
 from sslbench.sdk.api import DataError, DatasetPlugin, ImageData
-from sslbench.sdk.data import cache_dir, downloading
+from sslbench.sdk.data import cache_dir, check_official, downloading
 from sslbench.sdk.protocol import COLOUR_CONV
+from sslbench.sdk.safe_pickle import load_data_pickle
 
 FOLDER = "cifar-10-batches-py"
 BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
@@ -35,6 +37,20 @@ class CIFAR10(DatasetPlugin):
     needs_files = True
     #: images per split in the official release; a batch set of another size is refused
     sizes = {"train": 50000, "test": 10000}
+    folders = (FOLDER,)
+    files = (*BATCHES["train"], *BATCHES["test"])
+    #: md5 of the official batches (as torchvision's CIFAR10 carries them); a differing batch loads with a warning
+    digests = {
+        "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+        "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+        "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+        "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+    }
+    download_folder = f"torchvision/{FOLDER}"
+    how_to_get = (
+        "python -c \"import torchvision; torchvision.datasets.CIFAR10('DATA_ROOT', download=True)\" "
+        f"(writes DATA_ROOT/{FOLDER})"
+    )
 
     def load(self, data_dir: str | None, **params: Any) -> ImageData:
         root = self._download() if data_dir is None else self._locate(Path(data_dir).expanduser())
@@ -49,7 +65,10 @@ class CIFAR10(DatasetPlugin):
                 )
             tensors[f"{split}_x"] = torch.from_numpy(x.reshape(-1, 3, 32, 32).copy())
             tensors[f"{split}_y"] = torch.from_numpy(y.astype(np.int64))
-        return ImageData(name=self.name, classes=self._classes(root), note=f"CIFAR-10 (official batches in {root})", **tensors)
+        differ = [name for name in (*BATCHES["train"], *BATCHES["test"]) if check_official("CIFAR-10", root / name, self.digests)]
+        note = f"CIFAR-10 (official batches in {root})" if not differ else (
+            f"CIFAR-10 batches in {root}; NOT the official files: {', '.join(differ)} differ from the published digests")
+        return ImageData(name=self.name, classes=self._classes(root), note=note, **tensors)
 
     def _locate(self, root: Path) -> Path:
         if not root.is_dir():
@@ -66,8 +85,9 @@ class CIFAR10(DatasetPlugin):
         if not path.is_file():
             raise DataError(f"{path} is missing; the official python batches are data_batch_1..5 and test_batch")
         try:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="latin1")
+            batch = load_data_pickle(path, what="a CIFAR-10 batch")
+        except DataError:
+            raise  # a refused global: named, and nothing of the file ran
         except Exception as exc:  # noqa: BLE001 - pickle raises many types on a damaged file
             raise DataError(f"{path} is not a readable CIFAR-10 pickle batch ({type(exc).__name__}: {exc}); replace it with the official file") from exc
         if not isinstance(batch, dict) or "data" not in batch or "labels" not in batch:
@@ -85,12 +105,15 @@ class CIFAR10(DatasetPlugin):
 
     def _classes(self, root: Path) -> tuple[str, ...]:
         meta = root / "batches.meta"
+        if not meta.is_file():
+            return CLASSES
         try:
-            with open(meta, "rb") as f:
-                names = tuple(pickle.load(f, encoding="latin1")["label_names"])
-            return names if len(names) == 10 else CLASSES
+            names = tuple(str(n) for n in load_data_pickle(meta, what="CIFAR-10's batches.meta")["label_names"])
+        except DataError:
+            raise  # a refused global: a crafted file is refused, never silently passed over
         except Exception:  # noqa: BLE001 - the meta file only names the classes; fall back to the official names
             return CLASSES
+        return names if len(names) == 10 else CLASSES
 
     def _download(self) -> Path:
         from torchvision.datasets import CIFAR10 as TorchvisionCIFAR10

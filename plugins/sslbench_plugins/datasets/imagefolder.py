@@ -2,11 +2,14 @@
 
 Layout: ``DIR/train/<class>/<image>`` and ``DIR/test/<class>/<image>`` (or ``DIR/val/...`` when there
 is no ``test/``); classes are the train sub-folders in sorted order (torchvision's rule), images are the
-files ending in a known image extension, found recursively. Every image is decoded ONCE with Pillow
+files ending in a known image extension, found recursively -- without following folder links (so a link
+loop cannot repeat images), reading each file once however many links reach it, and refusing any link
+that leads out of the data folder; the data set's note says how many images were read and what was
+skipped. Every image is decoded ONCE with Pillow
 (shorter side resized to ``size``, bilinear and antialiased, then the centre ``size`` x ``size``
 square: torchvision's ``Resize`` + ``CenterCrop``) into uint8 tensors, which are cached in sslbench's
-cache folder under a key made of every file's path, size and modification time and the decoding
-settings; a second run loads the cache instead of decoding again. A file that is not a readable image
+cache folder under a key made of every file's path, size and SHA-256 digest and the decoding
+settings (a replaced file is noticed whatever its modification time); a second run loads the cache instead of decoding again. A file that is not a readable image
 stops the load with its name.
 
 Presets: ``imagenette`` and ``imagewoof`` are fast.ai's 160px releases (10 ImageNet classes each; train/
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
@@ -38,11 +42,48 @@ log = logging.getLogger("sslbench.sdk.data")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], list[int]]:
+@dataclass
+class ScanCount:
+    """What scanning a data folder read, and what it passed over."""
+
+    images: int = 0
+    #: folder links below a class folder: never followed (so a link loop cannot repeat images)
+    folder_links: int = 0
+    #: files reached a second time (a file link to an image already read): read once
+    duplicates: int = 0
+
+    def text(self) -> str:
+        skipped = []
+        if self.folder_links:
+            skipped.append(f"{self.folder_links} linked folder(s) not followed")
+        if self.duplicates:
+            skipped.append(f"{self.duplicates} duplicate link(s) to images already read")
+        return f"read {self.images} images" + (f"; skipped {', '.join(skipped)}" if skipped else "")
+
+
+def _inside_data(root: Path, path: Path) -> Path:
+    """``path`` resolved, if it lies inside the data folder ``root`` (resolved); else a DataError."""
+    real = path.resolve()
+    if real != root and root not in real.parents:
+        raise DataError(
+            f"{path} is a link to {real}, outside the data folder {root}: sslbench reads only files inside "
+            "--data-dir. Copy the files in, or point --data-dir at the folder that really holds them."
+        )
+    return real
+
+
+def scan_split(
+    split_dir: Path, classes: list[str] | None = None, within: Path | None = None, count: ScanCount | None = None
+) -> tuple[list[str], list[Path], list[int]]:
     """Class names, image paths and labels of one split folder (``<class>/<image>``, recursive).
 
     ``classes`` given (the train split's) fixes the label of each folder name; the split must not have
-    a class folder the train split lacks."""
+    a class folder the train split lacks. Links never lead out of the data folder ``within`` (default:
+    the split's parent; a link that resolves outside is a DataError), folder links below a class folder
+    are not followed (no loops), and each file is read once however many links reach it (the first
+    class folder, in sorted order, keeps it). ``count`` (if given) is told what was read and skipped."""
+    count = count if count is not None else ScanCount()
+    root = (within if within is not None else split_dir.parent).resolve()
     found = sorted(entry.name for entry in os.scandir(split_dir) if entry.is_dir())
     if not found:
         raise DataError(f"{split_dir} has no class sub-folders; the ImageFolder layout is {split_dir}/<class>/<image>")
@@ -57,13 +98,25 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
     label_of = {name: i for i, name in enumerate(classes)}
     paths: list[Path] = []
     labels: list[int] = []
+    seen: set[Path] = set()
     for name in found:
-        files = sorted(
-            Path(dirpath) / f
-            for dirpath, _, filenames in os.walk(split_dir / name, followlinks=True)
-            for f in filenames
-            if f.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        _inside_data(root, split_dir / name)
+        files = []
+        for dirpath, dirnames, filenames in os.walk(split_dir / name, followlinks=False):
+            dirnames.sort()
+            count.folder_links += sum(os.path.islink(os.path.join(dirpath, d)) for d in dirnames)
+            for f in sorted(filenames):
+                if not f.lower().endswith(IMAGE_EXTENSIONS):
+                    continue
+                path = Path(dirpath) / f
+                real = _inside_data(root, path)
+                if real in seen:
+                    count.duplicates += 1
+                    continue
+                seen.add(real)
+                files.append(path)
+        files.sort()
+        count.images += len(files)
         if not files:
             raise DataError(f"class folder {split_dir / name} holds no image files ({', '.join(IMAGE_EXTENSIONS)}); add images or remove it")
         paths += files
@@ -76,6 +129,8 @@ class ImageFolder(DatasetPlugin):
     description = "images in torchvision's ImageFolder layout (DIR/train/<class>/, DIR/test|val/<class>/), decoded once and cached"
     protocol = COLOUR_CONV
     needs_files = True
+    files = ("train",)
+    how_to_get = "any folder with train/ and test/ (or val/), one sub-folder of images per class: pass --data-dir DIR or set imagefolder = \"DIR\" in [data]"
     params: ClassVar[Mapping[str, Param]] = {
         "size": Param(32, "side of the square images after resize + centre crop (pixels)", minimum=8),
     }
@@ -84,8 +139,10 @@ class ImageFolder(DatasetPlugin):
         root = self._root(data_dir)
         size = int(params.get("size", self.params["size"].default))
         test_name = "test" if (root / "test").is_dir() else "val"
-        classes, train_paths, train_labels = scan_split(root / "train")
-        _, test_paths, test_labels = scan_split(root / test_name, classes)
+        count = ScanCount()
+        classes, train_paths, train_labels = scan_split(root / "train", within=root, count=count)
+        _, test_paths, test_labels = scan_split(root / test_name, classes, within=root, count=count)
+        log.info("%s: %s", root, count.text())
         key = files_fingerprint(train_paths + test_paths, size=size, version=DECODE_VERSION, test=test_name)
 
         def build() -> dict[str, Any]:
@@ -104,7 +161,7 @@ class ImageFolder(DatasetPlugin):
             test_x=decoded["test_x"],
             test_y=torch.tensor(test_labels, dtype=torch.long),
             classes=self.class_names(decoded["classes"]),
-            note=self.note(root, size, test_name, classes, train_paths + test_paths),
+            note=f"{self.note(root, size, test_name, classes, train_paths + test_paths)}; {count.text()}",
         )
 
     # -- what presets change ---------------------------------------------------------------------
@@ -183,6 +240,8 @@ class ImageNette(_FastAIPreset):
     title = "ImageNette"
     folder = "imagenette2-160"
     url = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"
+    folders, files, download_folder = (folder,), ("train", "val"), f"imagenette/{folder}"
+    how_to_get = f"download {url} and unpack it in DATA_ROOT (tar xzf imagenette2-160.tgz -C DATA_ROOT)"
     md5 = "e793b78cc4c9e9a4ccc0c1155377a412"
     wnid_names = {
         "n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
@@ -198,6 +257,8 @@ class ImageWoof(_FastAIPreset):
     title = "ImageWoof"
     folder = "imagewoof2-160"
     url = "https://s3.amazonaws.com/fast-ai-imageclas/imagewoof2-160.tgz"
+    folders, files, download_folder = (folder,), ("train", "val"), f"imagewoof/{folder}"
+    how_to_get = f"download {url} and unpack it in DATA_ROOT (tar xzf imagewoof2-160.tgz -C DATA_ROOT)"
     md5 = None  # fast.ai publishes no checksum for this archive
     wnid_names = {
         "n02086240": "Shih-Tzu", "n02087394": "Rhodesian ridgeback", "n02088364": "beagle",
