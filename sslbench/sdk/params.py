@@ -7,6 +7,7 @@ message that names the owner, the parameter and what it accepts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -17,12 +18,18 @@ class ParamError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    """A declared, user-settable hyper-parameter (``sslbench run -p simvae.views=4``)."""
+    """A declared, user-settable hyper-parameter (``sslbench run -p simvae.views=4``).
+
+    ``minimum`` and ``maximum`` bound a number (inclusive); a float parameter refuses NaN and
+    infinities unless ``finite=False`` says the plugin handles them.
+    """
 
     default: Any
     help: str = ""
     choices: tuple[Any, ...] | None = None
     minimum: float | None = None
+    maximum: float | None = None
+    finite: bool = True
 
     def parse(self, owner: str, name: str, value: Any) -> Any:
         """Convert ``value`` (often a string from the CLI or TOML) to the default's type and check it."""
@@ -50,10 +57,14 @@ class Param:
                 f"{owner}.{name}={value!r} is not a valid {kind.__name__}; "
                 f"default is {self.default!r}. {self.help}".strip()
             ) from None
+        if self.finite and isinstance(parsed, float) and not math.isfinite(parsed):
+            raise ParamError(f"{owner}.{name}={value!r}: must be a finite number (not NaN or infinite); default is {self.default!r}")
         if self.choices is not None and parsed not in self.choices:
             raise ParamError(f"{owner}.{name}={parsed!r}: choose one of {list(self.choices)}")
         if self.minimum is not None and parsed < self.minimum:
             raise ParamError(f"{owner}.{name}={parsed!r}: must be >= {self.minimum}")
+        if self.maximum is not None and parsed > self.maximum:
+            raise ParamError(f"{owner}.{name}={parsed!r}: must be <= {self.maximum}")
         return parsed
 
 
