@@ -22,6 +22,9 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("SSLBENCH_HOME", str(home))
     monkeypatch.setenv("SSLBENCH_CACHE", str(tmp_path_factory.mktemp("sslbench-cache")))
     monkeypatch.setenv("SSLBENCH_THREADS", "1")
+    # no data root and no user config file: a test sees only the data folders it names
+    monkeypatch.delenv("SSLBENCH_DATA", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("sslbench-config")))
     return home
 
 

@@ -109,6 +109,19 @@ class DatasetPlugin(_Parametrised):
     #: whether load() reads files (``--data-dir``, or a download) or makes its data itself; listed by
     #: ``sslbench list-datasets``
     needs_files: ClassVar[bool] = False
+    #: folders below a data root (``SSLBENCH_DATA``) where this data set's files conventionally live,
+    #: most specific first; empty means a folder named after the data set (``sslbench data`` lists them)
+    folders: ClassVar[tuple[str, ...]] = ()
+    #: the files (or sub-folders) a folder must hold to count as this data set; a file also counts
+    #: when only ``NAME.gz`` is there. Empty: any existing folder counts
+    files: ClassVar[tuple[str, ...]] = ()
+    #: md5 of the official release's files by file name; for a compressed ``NAME.gz``, ``NAME`` gives
+    #: the md5 of its uncompressed content (so a re-compressed copy of the official bytes still matches)
+    digests: ClassVar[Mapping[str, str]] = {}
+    #: where load() downloads the files to, relative to sslbench's cache folder (None: no download)
+    download_folder: ClassVar[str | None] = None
+    #: how a user gets the files: a command (torchvision's download) or a URL, with where to unpack them
+    how_to_get: ClassVar[str] = ""
 
     def load(self, data_dir: str | None, **params: Any) -> ImageData:  # pragma: no cover - interface
         """Load the data set. Raise :class:`DataError` with what is missing and how to get it."""

@@ -7,27 +7,64 @@ The data path itself is simple on purpose: a dataset plugin returns :class:`sslb
 from __future__ import annotations
 
 import gzip
+import hashlib
+import logging
 import os
 import shutil
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 import torch
 
-from sslbench.sdk.api import DataError
+from sslbench.sdk.api import DataError, ImageData
 from sslbench.sdk.files import atomic_path
 
 if TYPE_CHECKING:
     import numpy as np
 
+log = logging.getLogger("sslbench.sdk.data")
+
+#: bytes read at a time when a file is hashed or unpacked
+CHUNK = 1 << 20
+
+
+def cache_root() -> Path:
+    """sslbench's cache folder (``$SSLBENCH_CACHE``, else ``~/.cache/sslbench``), not created."""
+    return Path(os.environ.get("SSLBENCH_CACHE") or Path.home() / ".cache" / "sslbench").expanduser()
+
 
 def cache_dir(*parts: str) -> Path:
-    """sslbench's cache folder (``$SSLBENCH_CACHE``, else ``~/.cache/sslbench``), created on demand."""
-    root = Path(os.environ.get("SSLBENCH_CACHE") or Path.home() / ".cache" / "sslbench")
-    path = root.joinpath(*parts)
+    """A folder inside sslbench's cache folder (:func:`cache_root`), created on demand."""
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file's bytes (read in chunks); a missing or unreadable file is a
+    :class:`DataError` naming it."""
+    digest = hashlib.new(algorithm)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DataError(f"{path} cannot be read ({exc}); restore it or point the data set at another copy") from exc
+    return digest.hexdigest()
+
+
+def gz_content_digest(path: Path, algorithm: str = "md5") -> str:
+    """The hex digest of the uncompressed content of the gzip file ``path``."""
+    digest = hashlib.new(algorithm)
+    try:
+        with gzip.open(path, "rb") as src:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path} is not a readable gzip file ({exc}); replace it with an intact copy") from exc
+    return digest.hexdigest()
 
 
 @contextmanager
@@ -51,20 +88,57 @@ def find_file(data_dir: Path, stem: str, subdirs: tuple[str, ...] = ("",)) -> Pa
 
 
 def unpack_gz(path: Path, into: Path) -> Path:
-    """Decompress ``path`` (if it is .gz) into ``into`` once, atomically; return the unpacked file."""
+    """Decompress ``path`` (if it is .gz) into ``into`` once; return the unpacked file.
+
+    The unpacked copy is named after a digest of the compressed bytes (``<stem>.<sha256 prefix>``), so
+    other files with the same name -- whatever their modification times -- are never served an old
+    copy. It is written atomically: a damaged archive raises :class:`DataError` naming it and leaves
+    no partial file behind."""
     if path.suffix != ".gz":
         return path
-    target = into / path.stem
-    if target.is_file() and target.stat().st_mtime >= path.stat().st_mtime:
+    target = into / f"{path.stem}.{file_digest(path)[:20]}"
+    if target.is_file():
         return target
     try:
         with atomic_path(target) as tmp, gzip.open(path, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    except (OSError, EOFError) as exc:
+            shutil.copyfileobj(src, dst, CHUNK)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path} is not a readable gzip file ({exc}); replace it with an intact copy") from exc
     return target
 
 
+def matches_official(path: Path, digests: Mapping[str, str], plain: Path | None = None) -> bool | None:
+    """Whether ``path`` holds the official file of its name: True or False, None when ``digests``
+    (file name -> md5, as :attr:`DatasetPlugin.digests`) knows no digest for it.
+
+    A ``NAME.gz`` matches when its own md5 is the official archive's, or when its uncompressed content
+    has the md5 listed for ``NAME`` (a re-compressed copy of the official bytes); ``plain``, when
+    given, is that uncompressed content already unpacked (:func:`unpack_gz`), so it is not inflated twice.
+    """
+    name = path.name
+    stem = name[:-3] if name.endswith(".gz") else None
+    if name not in digests and (stem is None or stem not in digests):
+        return None
+    if name in digests and file_digest(path, "md5") == digests[name]:
+        return True
+    if stem is not None and stem in digests:
+        content = file_digest(plain, "md5") if plain is not None else gz_content_digest(path)
+        return content == digests[stem]
+    return False
+
+
+def check_official(dataset: str, path: Path, digests: Mapping[str, str], plain: Path | None = None) -> str:
+    """Compare ``path`` with the published digest of the official file (:func:`matches_official`).
+    Returns "" when it matches or no digest is known; otherwise logs a warning naming the file and
+    returns it (for the data set's note)."""
+    if matches_official(path, digests, plain) is not False:
+        return ""
+    message = (
+        f"{path} is not the official {dataset} file of that name (its md5 differs from the published one); "
+        "results on it are not comparable with published figures"
+    )
+    log.warning("warning: %s", message)
+    return message
 def stratified_split(labels: torch.Tensor, test_fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Deterministic stratified split of indices into (train, test)."""
     g = torch.Generator().manual_seed(seed)
@@ -159,19 +233,27 @@ def decode_images(paths: list[Path], size: int, centre_crop: int | None = None, 
     return torch.from_numpy(out)
 
 
-def files_fingerprint(paths: list[Path], **settings: object) -> str:
+def files_fingerprint(paths: list[Path], workers: int | None = None, **settings: object) -> str:
     """A short key for a list of files and the settings they are decoded with: every path, size and
-    modification time (so an edited, added or removed file changes the key) plus ``settings``."""
-    import hashlib
+    SHA-256 of the bytes (so a replaced, added or removed file changes the key whatever its
+    modification time) plus ``settings``. Files are hashed on a small thread pool."""
     import json
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(path: Path) -> str:
+        if not path.is_file():
+            raise DataError(f"{path} is missing; restore it from the original archive")
+        return f"{path}\0{path.stat().st_size}\0{file_digest(path)}\n"
 
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for path in paths:
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise DataError(f"{path} is missing; restore it from the original archive") from None
-        digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    workers = workers or max(1, min(8, os.cpu_count() or 1))
+    if workers == 1 or len(paths) < 256:
+        lines = [one(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            lines = list(pool.map(one, paths, chunksize=64))
+    for line in lines:
+        digest.update(line.encode())
     return digest.hexdigest()[:20]
 
 
@@ -189,3 +271,23 @@ def cached_tensors(namespace: str, key: str, build) -> dict:  # type: ignore[no-
     with atomic_path(path) as tmp:
         torch.save(result, tmp)
     return result
+
+
+#: the tensors of :class:`ImageData` a fingerprint covers, in this order (absent optional ones are skipped)
+FINGERPRINTED = ("train_x", "train_y", "test_x", "test_y", "train_attrs", "test_attrs", "train_next")
+
+
+def data_fingerprint(data: ImageData) -> str:
+    """A short hex SHA-256 of the data actually loaded: for each tensor of :data:`FINGERPRINTED`
+    present (images, labels, and the optional attributes and partner indices), its name, dtype,
+    shape and bytes. Equal data give equal fingerprints on any device; one changed pixel or label
+    changes it. MNIST takes a few hundredths of a second."""
+    digest = hashlib.sha256(b"sslbench-data-v1\n")
+    for key in FINGERPRINTED:
+        tensor = getattr(data, key)
+        if tensor is None:
+            continue
+        tensor = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{key}\0{tensor.dtype}\0{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()[:16]

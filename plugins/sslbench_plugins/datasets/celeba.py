@@ -2,7 +2,8 @@
 
 ``--data-dir DIR`` is torchvision's ``celeba`` folder (or its parent) holding ``img_align_celeba/``
 (the 178x218 JPEGs), ``list_attr_celeba.txt`` (40 binary attributes, +1/-1) and
-``list_eval_partition.txt`` (0 train, 1 valid, 2 test). Without ``--data-dir`` torchvision's
+``list_eval_partition.txt`` (0 train, 1 valid, 2 test); a data root (``SSLBENCH_DATA``) is searched for
+its ``celeba`` folder. Without any folder torchvision's
 ``CelebA(download=True)`` fetches them into the cache (from Google Drive, which often refuses).
 
 Images: centre crop 140x140 then resize to 64x64 (bilinear, antialiased), the usual CelebA-64
@@ -27,7 +28,7 @@ import torch
 
 from sslbench import hookimpl
 from sslbench.sdk.api import DataError, DatasetPlugin, ImageData, Param
-from sslbench.sdk.data import DECODE_VERSION, cache_dir, cached_tensors, decode_images, downloading, files_fingerprint
+from sslbench.sdk.data import DECODE_VERSION, cache_dir, cached_tensors, check_official, decode_images, downloading, files_fingerprint
 from sslbench.sdk.protocol import COLOUR_CONV
 
 log = logging.getLogger("sslbench.sdk.data")
@@ -101,6 +102,16 @@ class CelebA(DatasetPlugin):
     description = "CelebA faces at 64x64 (crop 140, resize): y = 5 hair colours (-1 ambiguous), 40 binary attributes"
     protocol = COLOUR_CONV
     needs_files = True
+    folders = ("celeba",)
+    files = (IMAGES, *FILES)
+    #: md5 of the official text files (as torchvision's CelebA carries them); a differing one loads with a warning
+    digests = {"list_attr_celeba.txt": "75e246fa4810816ffd6ee81facbd244c", "list_eval_partition.txt": "d32c9cbf5e040fd4025c592c306e6668"}
+    download_folder = "torchvision/celeba"
+    how_to_get = (
+        "python -c \"import torchvision; torchvision.datasets.CelebA('DATA_ROOT', split='all', download=True)\" "
+        "(writes DATA_ROOT/celeba; Google Drive often refuses: then get img_align_celeba.zip and the two "
+        "list_*.txt files from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and unpack them in DATA_ROOT/celeba)"
+    )
     params: ClassVar[Mapping[str, Param]] = {
         "n_train": Param(0, "train images to use, a fixed random subset of partition 0 (0 = all 162,770)", minimum=0),
         "n_test": Param(0, "test images to use, a fixed random subset of partition 2 (0 = all 19,962)", minimum=0),
@@ -108,6 +119,7 @@ class CelebA(DatasetPlugin):
 
     def load(self, data_dir: str | None, **params: Any) -> ImageData:
         root = self._download() if data_dir is None else self._locate(Path(data_dir).expanduser())
+        unofficial = [name for name in FILES if check_official("CelebA", root / name, self.digests)]
         files, names, attrs = read_attributes(root / FILES[0])
         partition = read_partition(root / FILES[1])
         absent = [f for f in files if f not in partition]
@@ -137,6 +149,8 @@ class CelebA(DatasetPlugin):
             tensors[f"{key}_y"] = y[index]
             tensors[f"{key}_attrs"] = attrs[index]
         official = "" if len(files) == OFFICIAL_IMAGES else f"; {len(files)} images listed, not the official {OFFICIAL_IMAGES}"
+        if unofficial:
+            official += f"; {', '.join(unofficial)} differ from the published digests"
         return ImageData(
             name=self.name,
             classes=HAIR_CLASSES,
