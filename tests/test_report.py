@@ -115,7 +115,7 @@ def test_unrun_method_makes_its_claims_not_run(stored, tmp_path) -> None:  # typ
     path, store, registry, _ = stored
     suite = load_suites(path).get("wider")
     results = collect(store, suite, "cpu", suite.cells(registry, "cpu"))
-    assert results.counts() == {"done": 6, "not evaluated": 0, "failed": 0, "error": 0, "running": 0, "not run": 2}
+    assert results.counts() == {"done": 6, "not evaluated": 0, "failed": 0, "error": 0, "running": 0, "interrupted": 0, "not run": 2}
     text = write_report(store, results, tmp_path, "md")[0].read_text()
     line = next(line for line in text.splitlines() if line.startswith("| moco > random on knn_acc"))
     assert [c.strip() for c in line.strip("|").split("|")][1] == "not run" and "no stored knn_acc for moco" in line

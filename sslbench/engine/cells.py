@@ -10,11 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Sequence, Sized
 
 from sslbench.sdk.api import ParamError
 from sslbench.sdk.protocol import Protocol
+from sslbench.engine.limits import LimitError, check_budget
+from sslbench.engine.dataroot import resolve_data_dir
+from sslbench.engine.checkpoint import CheckpointPolicy, PolicyError
 from sslbench.engine.plugins import Registry
+from sslbench.engine.train import pick_device
 
 
 def digest(obj: Any, n: int = 16) -> str:
@@ -42,6 +46,10 @@ class Cell:
     device: str | None = None
     force: bool = False
     suite: str | None = None
+    #: reuse a stored result even when the code or data that made it have changed (``--reuse-stale``)
+    reuse_stale: bool = False
+    #: when to write training checkpoints (:class:`sslbench.engine.checkpoint.CheckpointPolicy`)
+    checkpoint_every: str = "auto"
 
     def key(self) -> dict[str, Any]:
         return {
@@ -71,7 +79,9 @@ class Cell:
 
 @dataclass
 class Outcome:
-    """What happened to a cell: ``status`` is done, failed (diverged) or error (crashed)."""
+    """What happened to a cell: ``status`` is done, failed (diverged) or error (crashed, or its
+    stored checkpoint could not be loaded); ``busy`` while another live process trains it. ``errors`` are the evaluators (or the embedding) that
+    failed on a run that is otherwise done; ``stale`` says why a stored result was retrained."""
 
     run_id: str
     method: str
@@ -81,6 +91,13 @@ class Outcome:
     reused: bool = False
     message: str = ""
     evaluated: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        """Whether anything about this cell failed (the exit code of a grid says so)."""
+        return self.status == "error" or bool(self.errors)
 
 
 class GridError(ValueError):
@@ -114,10 +131,16 @@ def build_grid(
     device: str | None = None,
     force: bool = False,
     suite: str | None = None,
+    reuse_stale: bool = False,
+    checkpoint_every: str = "auto",
 ) -> list[Cell]:
-    """Validate names and parameters up front (so a typo fails before any training) and return the
-    cells, methods outermost."""
+    """Validate names, parameters, seeds, epochs (:mod:`sslbench.engine.limits`) and the device up
+    front (so a typo fails before any training) and return the cells, methods outermost. A device
+    this machine lacks raises :class:`~sslbench.engine.train.SetupError`, the rest :class:`GridError`."""
     params = dict(params or {})
+    seeds = seeds if isinstance(seeds, Sized) else list(seeds)
+    if device:
+        pick_device(device)
     ds_cls = registry.lookup("datasets", dataset)
     method_classes = [registry.lookup("methods", m) for m in methods]
     eval_classes = [registry.lookup("evaluators", e) for e in evaluators]
@@ -125,6 +148,10 @@ def build_grid(
         raise GridError(f"--select {selection!r}: choose val (validation split from train) or test")
     if precision not in ("fp32", "bf16"):
         raise GridError(f"--precision {precision!r}: choose fp32 or bf16")
+    try:
+        CheckpointPolicy.parse(checkpoint_every)
+    except PolicyError as exc:
+        raise GridError(str(exc)) from None
     known = {dataset, *methods, *evaluators}
     stray = sorted(set(params) - known)
     if stray:
@@ -133,19 +160,21 @@ def build_grid(
         ds_params = ds_cls.resolve(params.get(dataset, {}))
         ev = [(cls.name, cls.resolve(params.get(cls.name, {}))) for cls in eval_classes]
         mparams = {cls.name: cls.resolve(params.get(cls.name, {})) for cls in method_classes}
-    except ParamError as exc:
+        check_budget(seeds, epochs)
+    except (ParamError, LimitError) as exc:
         raise GridError(str(exc)) from None
     protocol: Protocol = ds_cls.protocol
     if batch_size:
         protocol = protocol.replace(batch_size=batch_size)
+    folder = resolve_data_dir(ds_cls, data_dir)  # --data-dir, else the [data] config, else the data root
     cells = []
     for cls in method_classes:
         for seed in seeds:
             cells.append(Cell(
                 method=cls.name, dataset=dataset, seed=seed, epochs=epochs if cls.trainable else 0,
                 protocol=protocol.to_dict(), method_params=mparams[cls.name], dataset_params=ds_params,
-                precision=precision, evaluators=ev, selection=selection, data_dir=data_dir, device=device,
-                force=force, suite=suite,
+                precision=precision, evaluators=ev, selection=selection, data_dir=folder, device=device,
+                force=force, suite=suite, reuse_stale=reuse_stale, checkpoint_every=checkpoint_every,
             ))
     return cells
 

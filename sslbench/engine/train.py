@@ -11,14 +11,17 @@ from __future__ import annotations
 import math
 import os
 import resource
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
-from typing import Protocol as TypingProtocol
+from typing import Any, Protocol as TypingProtocol
 
 import torch
 
 from sslbench.sdk.api import ImageData, Method
 from sslbench.engine.augment import make_views
+from sslbench.engine.checkpoint import Checkpointer, rng_state, set_rng_state
 from sslbench.sdk.protocol import Protocol
 
 
@@ -53,6 +56,13 @@ class TrainResult:
     #: each loss term's mean over successive intervals of training (at least ``HISTORY_POINTS`` over
     #: a run, and at least one per epoch); ``history["_epoch"]`` is where each interval ends, in epochs
     history: dict[str, list[float]] = field(default_factory=dict)
+    #: training checkpoints written in this segment, and the seconds spent writing them (not in ``seconds``)
+    checkpoints: int = 0
+    checkpoint_seconds: float = 0.0
+    #: (epoch, step) this segment resumed from, when it continued an interrupted run
+    resumed_from: tuple[int, int] | None = None
+    #: how many processes trained this run (1 + the times it was resumed)
+    segments: int = 1
 
     @property
     def images_per_s(self) -> float:
@@ -89,6 +99,39 @@ def _peak_memory(device: torch.device) -> tuple[float, str]:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process peak RSS"
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a whole step; ``epoch``/``step`` say where, ``saved`` whether a
+    training checkpoint was written there (the same command then resumes from it)."""
+
+    def __init__(self, epoch: int, epochs: int, step: int, saved: bool) -> None:
+        super().__init__(f"interrupted at epoch {epoch} of {epochs}, step {step}" + (" (training checkpoint saved)" if saved else ""))
+        self.epoch, self.step, self.saved = epoch, step, saved
+
+
+class _StopOnSigint:
+    """While active (main thread only), the first Ctrl-C asks the loop to stop after the current
+    step; a second one interrupts at once, as usual."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> "_StopOnSigint":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.getsignal(signal.SIGINT)
+            signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def train(
     method: Method,
     data: ImageData,
@@ -98,12 +141,17 @@ def train(
     precision: str = "fp32",
     report: Reporter | None = None,
     report_every: int = 10,
+    checkpointer: Checkpointer | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``method`` on ``data`` (already on the method's device) for ``epochs`` epochs.
 
     Raises :class:`Diverged` on the first non-finite loss term. Same seed on CPU gives the same
     numbers: model initialisation happened under ``torch.manual_seed(seed)`` in the runner, and the
-    batch order and augmentation draw from a generator seeded here.
+    batch order and augmentation draw from a generator seeded here. With ``checkpointer``, the
+    whole training state is written as its policy says (and when Ctrl-C stops the loop, which then
+    raises :class:`Interrupted`); ``resume`` (a state it wrote, see
+    :func:`sslbench.engine.checkpoint.load_state`) continues that run exactly where it stopped.
     """
     device = data.train_x.device
     result = TrainResult()
@@ -129,70 +177,154 @@ def train(
         torch.cuda.reset_peak_memory_stats(device)
     interval = max(1, per_epoch // max(1, math.ceil(HISTORY_POINTS / epochs)))  # steps per history point
     method.train()
-    step = 0
+    step, first_epoch, first_batch, elapsed = 0, 0, 0, 0.0
+    perm: torch.Tensor | None = None
+    sums: dict[str, torch.Tensor] = {}
+    window: dict[str, torch.Tensor] = {}
+    window_steps = 0
+    if resume is not None:
+        method.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        g.set_state(resume["generator"])
+        set_rng_state(resume["rng"], device)
+        step, first_epoch, first_batch = resume["step"], resume["epoch"], resume["batch"]
+        perm = resume["perm"].to(device) if resume["perm"] is not None else None
+        sums = {k: v.to(device) for k, v in resume["sums"].items()}
+        window = {k: v.to(device) for k, v in resume["window"].items()}
+        window_steps, elapsed = resume["window_steps"], resume["seconds"]
+        result.images, result.augment_seconds, result.history = resume["images"], resume["augment_seconds"], resume["history"]
+        result.resumed_from = (first_epoch, step)
+        result.segments = resume.get("segments", 1) + 1
+
+    def state(epoch: int, next_batch: int) -> dict[str, Any]:
+        return {
+            "model": method.state_dict(), "optimizer": optimizer.state_dict(), "generator": g.get_state(),
+            "rng": rng_state(device), "step": step, "epoch": epoch, "batch": next_batch,
+            "perm": perm.cpu() if perm is not None and next_batch > 0 else None,
+            "sums": {k: v.cpu() for k, v in sums.items()} if next_batch > 0 else {},
+            "window": {k: v.cpu() for k, v in window.items()}, "window_steps": window_steps,
+            "seconds": elapsed + (time.perf_counter() - start), "images": result.images,
+            "augment_seconds": result.augment_seconds, "history": result.history, "segments": result.segments,
+        }
+
     start = time.perf_counter()
-    for epoch in range(epochs):
-        sums: dict[str, torch.Tensor] = {}
-        window: dict[str, torch.Tensor] = {}
-        window_steps = 0
-        perm = torch.randperm(n, generator=g, device=device)
-        for b in range(per_epoch):
-            idx = perm[b * batch : (b + 1) * batch]
-            t0 = time.perf_counter()
-            if pool is not None:
-                idx = pool[idx]
-                both = torch.cat([data.train_x[idx], data.train_x[data.train_next[idx]]])  # type: ignore[index]
-                v = make_views(both, spec, views=1, original=False, g=g)  # (2B, 1, C, H, W)
-                views = torch.cat([v[: len(idx)], v[len(idx) :]], 1)
-            else:
-                views = make_views(data.train_x[idx], spec, method.views, method.original, g)
-            _sync(device)
-            result.augment_seconds += time.perf_counter() - t0
-            with autocast:
-                terms = method.loss(views)
-            loss = terms["loss"]
-            step += 1
-            if not bool(torch.isfinite(loss)):
-                raise Diverged(step, {k: float(v.detach()) for k, v in terms.items()})
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            method.after_step()
-            for k, v in terms.items():
-                v = v.detach().float()
-                sums[k] = sums[k] + v if k in sums else v
-                window[k] = window[k] + v if k in window else v
-            window_steps += 1
-            result.images += len(idx)
-            if report is not None and (step % report_every == 0 or step == total):
-                report(step, total, {k: float(v) / (b + 1) for k, v in sums.items()})
-            if window_steps == interval or b == per_epoch - 1:
-                for k, v in window.items():
-                    result.history.setdefault(k, []).append(float(v) / window_steps)
-                result.history.setdefault("_epoch", []).append(round(epoch + (b + 1) / per_epoch, 4))
-                window, window_steps = {}, 0
+    with _StopOnSigint() as stop:
+        for epoch in range(first_epoch, epochs):
+            if epoch > first_epoch or first_batch == 0:
+                sums = {}
+                perm = torch.randperm(n, generator=g, device=device)
+            assert perm is not None
+            for b in range(first_batch if epoch == first_epoch else 0, per_epoch):
+                idx = perm[b * batch : (b + 1) * batch]
+                t0 = time.perf_counter()
+                if pool is not None:
+                    idx = pool[idx]
+                    both = torch.cat([data.train_x[idx], data.train_x[data.train_next[idx]]])  # type: ignore[index]
+                    v = make_views(both, spec, views=1, original=False, g=g)  # (2B, 1, C, H, W)
+                    views = torch.cat([v[: len(idx)], v[len(idx) :]], 1)
+                else:
+                    views = make_views(data.train_x[idx], spec, method.views, method.original, g)
+                _sync(device)
+                result.augment_seconds += time.perf_counter() - t0
+                with autocast:
+                    terms = method.loss(views)
+                loss = terms["loss"]
+                step += 1
+                if not bool(torch.isfinite(loss)):
+                    raise Diverged(step, {k: float(v.detach()) for k, v in terms.items()})
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                method.after_step()
+                for k, v in terms.items():
+                    v = v.detach().float()
+                    sums[k] = sums[k] + v if k in sums else v
+                    window[k] = window[k] + v if k in window else v
+                window_steps += 1
+                result.images += len(idx)
+                if report is not None and (step % report_every == 0 or step == total):
+                    report(step, total, {k: float(v) / (b + 1) for k, v in sums.items()})
+                if window_steps == interval or b == per_epoch - 1:
+                    for k, v in window.items():
+                        result.history.setdefault(k, []).append(float(v) / window_steps)
+                    result.history.setdefault("_epoch", []).append(round(epoch + (b + 1) / per_epoch, 4))
+                    window, window_steps = {}, 0
+                last = b == per_epoch - 1
+                if checkpointer is not None and step < total and (stop.requested or checkpointer.due(step, last, epoch + 1)):
+                    t1 = time.perf_counter()
+                    checkpointer.write(state(epoch + 1, 0) if last else state(epoch, b + 1))
+                    start += time.perf_counter() - t1  # writing a checkpoint is not training time
+                if stop.requested and step < total:
+                    raise Interrupted(epoch + 1, epochs, step, checkpointer is not None)
     _sync(device)
-    result.seconds = time.perf_counter() - start
+    result.seconds = elapsed + time.perf_counter() - start
     result.steps = step
+    if checkpointer is not None:
+        result.checkpoints, result.checkpoint_seconds = checkpointer.writes, checkpointer.write_seconds
     result.peak_memory_mb, result.memory_kind = _peak_memory(device)
     return result
 
 
+class SetupError(ValueError):
+    """The machine setup asked for (a device, a thread count) is not available here; nothing was run."""
+
+
+#: the environment variable that sets torch's thread count
+THREADS_VARIABLE = "SSLBENCH_THREADS"
+
+
 def configure_threads() -> None:
-    """Set torch's thread count from ``SSLBENCH_THREADS`` when it is set."""
-    threads = os.environ.get("SSLBENCH_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
+    """Set torch's thread count from ``SSLBENCH_THREADS`` when it is set (a whole number >= 1)."""
+    threads = os.environ.get(THREADS_VARIABLE, "").strip()
+    if not threads:
+        return
+    try:
+        count = int(threads)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise SetupError(
+            f"{THREADS_VARIABLE}={threads!r} is not a thread count: write a whole number >= 1 "
+            f"(e.g. {THREADS_VARIABLE}=2), or unset it to let torch choose"
+        )
+    torch.set_num_threads(count)
+
+
+def available_devices() -> list[str]:
+    """The devices this machine can train on: ``cpu``, each ``cuda:N``, and ``mps`` where present."""
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        devices.append("mps")
+    return devices
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """CUDA when present, else CPU; ``requested`` ("cpu", "cuda", "cuda:1") overrides."""
-    if requested:
-        device = torch.device(requested)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {requested}: CUDA is not available on this machine; use --device cpu")
+    """CUDA when present, else CPU; ``requested`` ("cpu", "cuda", "cuda:1", "mps") overrides. Raises
+    :class:`SetupError` listing the available devices when ``requested`` is not one of them."""
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    available = available_devices()
+    choose = f"available here: {', '.join(available)}"
+    try:
+        device = torch.device(requested.strip())
+    except (RuntimeError, ValueError):
+        raise SetupError(f"--device {requested!r} is not a device name; write cpu, cuda, cuda:N or mps ({choose})") from None
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise SetupError(f"--device {requested}: sslbench trains on cpu, cuda or mps, not {device.type} ({choose})")
+    if device.type == "cpu":
         return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "mps":
+        if "mps" not in available:
+            raise SetupError(f"--device {requested}: Apple MPS is not available on this machine ({choose})")
+        return device
+    if not any(d.startswith("cuda") for d in available):
+        raise SetupError(f"--device {requested}: CUDA is not available on this machine ({choose})")
+    if device.index is not None and f"cuda:{device.index}" not in available:
+        raise SetupError(f"--device {requested}: this machine has no CUDA device {device.index} ({choose})")
+    return device
 
 
 @torch.no_grad()
