@@ -11,13 +11,17 @@ from typing import Any, Callable, List, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sslbench import __version__
 from sslbench.sdk.api import DataError
+from sslbench.sdk.files import UnsafePathError
 from sslbench.bench.toml_lines import SuiteError
+from sslbench.bench.validate import OptionError, check_format, check_results_options, ignored_data_dir
 from sslbench.engine.cells import GridError, build_grid, split_params, with_picture_evaluators
 from sslbench.engine.plugins import UnknownNameError, describe, get_registry, plugin_records
-from sslbench.engine.train import configure_threads
+from sslbench.engine.store import RUN_STATUSES, StoreError
+from sslbench.engine.train import SetupError, configure_threads
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark self-supervised representation learning methods under one declared protocol.")
@@ -26,27 +30,29 @@ console = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, soft_wrap=True)
 
 HomeOption = typer.Option(None, "--home", help="Results folder (database + run files); default $SSLBENCH_HOME or ~/.local/share/sslbench.")
-SuiteFileOption = typer.Option(None, "--file", help="Suite file; default ./benchmarks.toml, else the one beside the sslbench package.")
+SuiteFileOption = typer.Option(None, "--file", help="Your own suite file; default the suites shipped with sslbench (see bench --list).")
+CheckpointOption = typer.Option("auto", "--checkpoint-every", help="Training checkpoints for resuming: a time (30s, 10m), epochs (1e), steps (500steps), auto (every 10 min and at epoch ends, under 1% of training time) or off.")
+ReuseStaleOption = typer.Option(False, "--reuse-stale", help="Reuse stored results even when the code or data that made them changed (see `sslbench results`).")
 T = TypeVar("T")
 
 
 def _fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code)
 
 
 def _checked(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """``call(*args, **kwargs)``; a suite, grid or name error is printed as ``error: ...`` (exit 2)."""
+    """``call(*args, **kwargs)``; a bad option, suite, grid, name, device or store: ``error: ...``, exit 2."""
     try:
         return call(*args, **kwargs)
-    except (SuiteError, GridError, UnknownNameError) as exc:
+    except (OptionError, SuiteError, GridError, UnknownNameError, SetupError, StoreError, UnsafePathError) as exc:
         _fail(str(exc))
 
 
 def _registry():  # type: ignore[no-untyped-def]
     registry = get_registry()
     for warning in registry.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)  # a plugin's text is not markup
     return registry
 
 
@@ -58,16 +64,16 @@ def _show(records: list[dict[str, Any]], as_json: bool, table: Callable[[list[di
         console.print(table(records))
 
 
-def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
-    if fmt not in allowed:
-        _fail(f"--format {fmt!r}: choose {', '.join(allowed[:-1])} or {allowed[-1]}")
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"sslbench {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
-def _main(version: bool = typer.Option(False, "--version", help="Print the version and exit.")) -> None:
-    if version:
-        console.print(f"sslbench {__version__}")
-        raise typer.Exit()
+def _main(version: bool = typer.Option(False, "--version", is_eager=True, expose_value=False, callback=_print_version,
+                                       help="Print the version and exit.")) -> None:
+    """Benchmark self-supervised representation learning methods under one declared protocol."""
 
 
 @app.command()
@@ -85,6 +91,8 @@ def run(
     select: str = typer.Option("val", "--select", help="Model selection for k / probe epoch: val (split from train) or test (as the SimVAE paper)."),
     save_images: bool = typer.Option(False, "--save-images", help="Also write PNG grids (reconstructions, samples) into each run's folder."),
     force: bool = typer.Option(False, "--force", help="Retrain and re-evaluate even when a finished run is stored."),
+    reuse_stale: bool = ReuseStaleOption,
+    checkpoint_every: str = CheckpointOption,
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, latex, csv or json."),
     losses: bool = typer.Option(False, "--losses", help="Add each loss term's last-epoch value to the table."),
     home: Optional[Path] = HomeOption,
@@ -95,56 +103,69 @@ def run(
     from sslbench.engine.runner import InProcessExecutor, run_grid
     from sslbench.engine.store import Store
 
-    configure_threads()
+    _checked(configure_threads)
     registry = _registry()
     evaluators = list(evaluator or ["knn", "linear"])
     evaluators = _checked(with_picture_evaluators, registry, evaluators) if save_images else evaluators
-    _check_format(fmt, ("table", "md", "latex", "csv", "json"))
+    _checked(check_format, "run", fmt)
     cells = _checked(
         lambda: build_grid(registry, methods, dataset, range(seeds), epochs, evaluators, split_params(param or []), batch_size=batch_size,
-                           precision=precision, selection=select, data_dir=data_dir, device=device, force=force)
+                           precision=precision, selection=select, data_dir=data_dir, device=device, force=force, reuse_stale=reuse_stale, checkpoint_every=checkpoint_every)
     )
-    store = Store(home)
+    if warning := ignored_data_dir(registry, dataset, data_dir):
+        err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    store = _checked(Store, home)
     try:
-        with LiveProgress(err) as live:
-            grid = run_grid(cells, InProcessExecutor(store, registry), live.on_start, live.on_done, live.on_data_error)
+        with LiveProgress(err, total=len(cells)) as live:
+            grid = run_grid(cells, InProcessExecutor(store, registry), live.on_start, live.on_done, live.on_data_error, live.on_wait)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished runs are stored; run the same command again to resume.")
         raise typer.Exit(130)
     for exc in grid.data_errors.values():
         _fail(f"{exc}")
     print_run_results(console, err, store, cells, grid.outcomes, fmt, losses=losses, save_images=save_images)
-    if any(o.status == "error" for o in grid.outcomes):
+    if any(o.failed for o in grid.outcomes):
         raise typer.Exit(1)
 
 
-def _listing(kind: str, as_json: bool) -> None:
-    from sslbench.bench.console import listing_table
+def _listing(kind: str, as_json: bool, names: Optional[List[str]] = None, verbose: bool = False) -> None:
+    from rich.console import Group
 
-    _show(describe(_registry(), kind), as_json, lambda records: listing_table(kind, records))
+    from sslbench.bench.console import listing_table, parameter_tables
+
+    registry = _registry()
+    wanted = {_checked(registry.lookup, kind, n) for n in names or []}
+    records = [r for r in describe(registry, kind) if not wanted or getattr(registry, kind)[r["name"]] in wanted]
+    _show(records, as_json, lambda recs: Group(*parameter_tables(kind, recs)) if verbose or names else listing_table(kind, recs))
+
+
+NamesArgument = typer.Argument(None, help="Only these (shows their parameters, as -v does).")
+VerboseOption = typer.Option(False, "--verbose", "-v", help="Each parameter with its type, default and help.")
+JsonOption = typer.Option(False, "--json", help="Machine-readable output (typed values).")
 
 
 @app.command("list-methods")
-def list_methods(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def list_methods(names: Optional[List[str]] = NamesArgument, verbose: bool = VerboseOption, as_json: bool = JsonOption) -> None:
     """The installed methods, their family, parameters and plugin."""
-    _listing("methods", as_json)
+    _listing("methods", as_json, names, verbose)
 
 
 @app.command("list-datasets")
-def list_datasets(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def list_datasets(names: Optional[List[str]] = NamesArgument, verbose: bool = VerboseOption, as_json: bool = JsonOption) -> None:
     """The installed data sets, the protocol each trains under, and whether it reads files."""
-    _listing("datasets", as_json)
+    _listing("datasets", as_json, names, verbose)
 
 
 @app.command("list-evaluators")
-def list_evaluators(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+def list_evaluators(names: Optional[List[str]] = NamesArgument, verbose: bool = VerboseOption, as_json: bool = JsonOption) -> None:
     """The installed evaluators and their options."""
-    _listing("evaluators", as_json)
+    _listing("evaluators", as_json, names, verbose)
 
 
 @app.command("plugins")
 def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """Every loaded plugin: its package, version, hooks, what it registered, or why it was skipped."""
+    """Every plugin and installed entry point: its package, version, state, hooks, what it registered
+    (contested names in their DIST:NAME form), or why it was skipped or not loaded."""
     from sslbench.bench.console import plugins_table
 
     _show(plugin_records(_registry()), as_json, plugins_table)
@@ -154,7 +175,7 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Machine-readable
 def results(
     method: Optional[str] = typer.Option(None, "--method", "-m", help="Only this method."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this data set."),
-    status: Optional[str] = typer.Option(None, "--status", help="done, failed, error or running."),
+    status: Optional[str] = typer.Option(None, "--status", help=f"Only runs in this status: {', '.join(RUN_STATUSES)}."),
     runs: bool = typer.Option(False, "--runs", help="List individual runs instead of the mean ± std summary."),
     losses: bool = typer.Option(False, "--losses", help="Add each loss term's last-epoch value to the summary."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, latex, csv or json."),
@@ -162,19 +183,25 @@ def results(
 ) -> None:
     """List and filter stored runs (summary over seeds, or one line per run with --runs)."""
     from sslbench.bench.console import print_rows, runs_table
-    from sslbench.bench.runs import run_rows
+    from sslbench.bench.runs import run_rows, runs_text, stale_lines, stored_runs
     from sslbench.bench.tables import summarise
     from sslbench.engine.store import Store
 
-    store = Store(home)
-    records = store.runs(method=method, dataset=dataset, status=status)
+    _checked(check_results_options, fmt, runs, status)
+    store = _checked(Store, home, readonly=True)
+    records, stale = stored_runs(store, _registry(), method, dataset, status)
     if not records:
         err.print(f"no stored runs match in {store.path}")
         raise typer.Exit(0)
     if runs:
-        _show(run_rows(store, records), fmt == "json", lambda rows: runs_table(rows, store.path))
-        return
-    print_rows(console, summarise(store, records), fmt, f"stored results ({store.path})", losses)
+        if fmt == "table":
+            console.print(runs_table(run_rows(store, records, stale), store.path))
+        else:
+            print(runs_text(store, records, fmt, stale))
+    else:
+        print_rows(console, summarise(store, records), fmt, f"stored results ({store.path})", losses)
+    for line in stale_lines(stale):
+        err.print(line, highlight=False)
 
 
 @app.command()
@@ -186,39 +213,43 @@ def bench(
     file: Optional[Path] = SuiteFileOption,
     data_dir: Optional[List[str]] = typer.Option(None, "--data-dir", help="DIR for every data set of the suite, or DATASET=DIR (repeat); overrides the suite's data_dir."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N; default CUDA when present, else CPU."),
+    reuse_stale: bool = ReuseStaleOption,
+    checkpoint_every: str = CheckpointOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Run a named suite through the results store. Interrupted (Ctrl-C, kill -9), the same command
     resumes it: finished runs are reused, unfinished ones retrained."""
     from sslbench.bench import plan
-    from sslbench.bench.console import dry_run_table, print_suite_summary, suites_table
+    from sslbench.bench.console import dry_run_table, print_missing_data, print_suite_summary, suites_table
     from sslbench.bench.live import LiveProgress
     from sslbench.engine.runner import InProcessExecutor, run_grid
     from sslbench.engine.store import Store
 
-    configure_threads()
+    _checked(configure_threads)
     registry = _registry()
     if list_suites or suite_name is None:
         console.print(suites_table(*_checked(plan.list_suites, file, registry)))
         return
-    suite, cells = _checked(plan.suite_cells, file, suite_name, budget, registry, data_dir, device)
+    suite, cells = _checked(plan.suite_cells, file, suite_name, budget, registry, data_dir, device, reuse_stale, checkpoint_every)
     if dry_run:
-        states = plan.states(plan.existing_store(home), cells)
+        states = plan.states(_checked(plan.existing_store, home), cells, registry)
         console.print(dry_run_table(suite, budget, cells, plan.dry_run_rows(cells, states)))
         console.print(plan.dry_run_summary(suite, cells, states), highlight=False)
+        print_missing_data(console, plan.missing_data(plan.data_needed(registry, cells)))
         return
-    store = Store(home)
-    err.print(plan.start_summary(store, suite, budget, cells), highlight=False)
+    store = _checked(Store, home)
+    err.print(plan.start_summary(store, suite, budget, cells, registry), highlight=False)
+    print_missing_data(err, plan.missing_data(plan.data_needed(registry, cells)))
     try:
         with LiveProgress(err, overall=f"suite {suite.name} ({budget})", total=len(cells)) as live:
-            grid = run_grid(cells, InProcessExecutor(store, registry), live.on_start, live.on_done, live.on_data_error)
+            grid = run_grid(cells, InProcessExecutor(store, registry), live.on_start, live.on_done, live.on_data_error, live.on_wait)
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]: finished runs are stored; `{plan.resume_command(suite, budget, file, home)}` resumes.", highlight=False)
         raise typer.Exit(130)
     print_suite_summary(console, store, suite, budget, cells)
     if grid.data_errors:
         raise typer.Exit(2)
-    if any(o.status == "error" for o in grid.outcomes):
+    if any(o.failed for o in grid.outcomes):
         raise typer.Exit(1)
 
 
@@ -237,11 +268,11 @@ def report(
     from sslbench.bench.reports import collect, write_report
     from sslbench.engine.store import Store
 
-    _check_format(fmt, ("md", "latex", "csv", "json"))
+    _checked(check_format, "report", fmt)
     suite, cells = _checked(suite_cells, file, suite_name, budget, _registry())
-    store = Store(home)
+    store = _checked(Store, home, readonly=True)
     results = collect(store, suite, budget, cells)
-    written = write_report(store, results, Path(out or store.home / "reports" / f"{suite.name}-{budget}"), fmt)
+    written = _checked(write_report, store, results, Path(out or store.home / "reports" / f"{suite.name}-{budget}"), fmt)
     console.print(f"{results.counts()['done']} of {len(cells)} runs finished; report written:", highlight=False)
     for path in written:
         console.print(f"  {path}", highlight=False)
@@ -263,8 +294,8 @@ def compare(
     from sslbench.bench.plan import suite_results
     from sslbench.engine.store import RunRecord, Store
 
-    _check_format(fmt, ("table", "md", "json"))
-    store = Store(home)
+    _checked(check_format, "compare", fmt)
+    store = _checked(Store, home, readonly=True)
     try:
         side_a, side_b = resolve_references(store, a, b, budget, file)
     except ValueError as exc:  # an ambiguous or unknown reference, or a suite file that does not parse
@@ -280,10 +311,51 @@ def compare(
         console.print(comparison_text(result, fmt), markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command()
+def data(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    no_verify: bool = typer.Option(False, "--no-verify", help="Skip the digest check (it reads every file with a published digest)."),
+) -> None:
+    """Every installed data set: found or missing, where it was looked for (--data-dir aside: the
+    [data] config, then the data root $SSLBENCH_DATA, then the download cache), its size, whether
+    its files match the official release's published digests, and how to get it."""
+    from sslbench.bench.console import data_table
+    from sslbench.engine.dataroot import config_file, data_statuses
+
+    statuses = data_statuses(_registry().datasets, verify=not no_verify)
+    if as_json:
+        print(json.dumps([s.to_dict() for s in statuses], indent=2))
+    else:
+        console.print(data_table(statuses, config_file()))
+
+
+@app.command()
+def show(
+    run_id: str = typer.Argument(..., metavar="RUN", help="A run id, or a unique prefix of one (4 characters or more; see results --runs)."),
+    as_json: bool = typer.Option(False, "--json", help="The whole record as JSON, with typed values and the full training curves."),
+    home: Optional[Path] = HomeOption,
+) -> None:
+    """One stored run's whole record: status and error, protocol, parameters, environment and code,
+    checkpoint and run folder, training history and every metric."""
+    from sslbench.bench.show import RunLookupError, find_run, record_tables, run_record
+    from sslbench.engine.store import Store
+
+    store = _checked(Store, home, readonly=True)
+    try:
+        record = run_record(store, find_run(store, run_id))
+    except RunLookupError as exc:
+        _fail(str(exc))
+    if as_json:
+        print(json.dumps(record, indent=2))
+    else:
+        for table in record_tables(record):
+            console.print(table)
+
+
 def main() -> None:
     try:
         app()
-    except DataError as exc:  # pragma: no cover - safety net; commands handle their own
+    except (DataError, StoreError) as exc:  # pragma: no cover - safety net; commands handle their own
         err.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
 

@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sslbench.sdk.protocol import Protocol
 from sslbench.engine.cells import Cell, Outcome
+from sslbench.engine.plugins import number_text
 from sslbench.engine.store import Store
 from sslbench.bench.compare import Comparison
 from sslbench.bench.plan import GroupRow, SuiteEntry
@@ -31,29 +33,71 @@ def _cell(rec: dict[str, Any], column: str) -> str:
     return rec[column]
 
 
+def param_line(param: dict[str, Any]) -> str:
+    """One parameter of a :func:`sslbench.engine.plugins.describe` record: ``name: type = default``."""
+    return f"{param['name']}: {param['type']} = {param['default_text']}"
+
+
+def param_notes(param: dict[str, Any]) -> str:
+    """A parameter's help, then its choices or bounds."""
+    notes = [param["help"]] if param["help"] else []
+    if param.get("protocol_default_by_dataset"):
+        notes.append("other protocols: " + ", ".join(f"{d} {number_text(v)}" for d, v in param["protocol_default_by_dataset"].items()))
+    if "choices" in param:
+        notes.append("one of " + ", ".join(str(c) for c in param["choices"]))
+    bounds = [f"{op} {number_text(param[key])}" for key, op in (("minimum", ">="), ("maximum", "<=")) if key in param]
+    if bounds:
+        notes.append(" and ".join(bounds))
+    return "; ".join(notes)
+
+
 def listing_table(kind: str, records: Sequence[dict[str, Any]]) -> Table:
     """``list-methods`` / ``list-datasets`` / ``list-evaluators``: one row per record of
-    :func:`sslbench.engine.plugins.describe`."""
-    table = Table(title=f"installed {kind}")
+    :func:`sslbench.engine.plugins.describe`, each parameter on its line as ``name: type = default``."""
+    table = Table(title=f"installed {kind}", caption=f"each parameter's help: sslbench list-{kind} -v, or list-{kind} NAME", caption_justify="left")
     extra = LISTING_COLUMNS[kind]
     for col in ["name", *extra, "plugin", "params", "description"]:
         table.add_column(col, overflow="fold")
     for rec in records:
-        params = ", ".join(f"{k}={v}" for k, v in rec["params"].items())
-        table.add_row(rec["name"], *[_cell(rec, c) for c in extra], rec["plugin"], params, rec["description"])
+        params = "\n".join(param_line(p) for p in rec["parameters"]) or "-"
+        table.add_row(escape(rec["name"]), *[_cell(rec, c) for c in extra], escape(rec["plugin"]), escape(params), escape(rec["description"]))
     return table
 
 
+def parameter_tables(kind: str, records: Sequence[dict[str, Any]]) -> list[Table]:
+    """``list-methods -v``: per record, a table of its parameters with type, default and help."""
+    tables = []
+    for rec in records:
+        about = ", ".join(str(rec[c]) for c in LISTING_COLUMNS[kind] if c in rec and c != "files")
+        table = Table(title=escape(f"{rec['name']} ({about + ', ' if about else ''}plugin {rec['plugin']}): {rec['description']}"), title_justify="left")
+        for col in ("parameter", "type", "default", "help"):
+            table.add_column(col, overflow="fold", no_wrap=col == "parameter")
+        for p in rec["parameters"]:
+            table.add_row(escape(p["name"]), p["type"], escape(p["default_text"]), escape(param_notes(p)))
+        if not rec["parameters"]:
+            table.add_row("-", "", "", "no parameters")
+        tables.append(table)
+    return tables
+
+
 def plugins_table(records: Sequence[dict[str, Any]]) -> Table:
-    """``sslbench plugins``: one row per record of :func:`sslbench.engine.plugins.plugin_records`."""
+    """``sslbench plugins``: one row per record of :func:`sslbench.engine.plugins.plugin_records` --
+    every plugin and every entry point that did not load, with why; names another distribution also
+    registers are shown in the ``DIST:NAME`` form they are reachable as."""
     table = Table(title="sslbench plugins")
-    for col in ("plugin", "package", "version", "hooks", "registered"):
+    for col in ("plugin", "package", "version", "state", "hooks", "registered"):
         table.add_column(col, overflow="fold")
     for r in records:
-        registered = "; ".join(f"{k}: {', '.join(v)}" for k, v in r["registered"].items())
+        registered = escape("; ".join(f"{k}: {', '.join(v)}" for k, v in r["registered"].items()))
+        state = r.get("state", "failed" if r["error"] else "loaded")
         if r["error"]:
-            registered = f"[red]skipped: {r['error']}[/]"
-        table.add_row(r["name"], r["distribution"] or "-", r["version"] or "-", ", ".join(r["hooks"]), registered)
+            registered = f"[red]skipped: {escape(r['error'])}[/]"
+        elif state == "not selected":
+            registered = "[dim]not loaded: SSLBENCH_LOAD_PLUGINS does not name it[/]"
+        elif r.get("qualified_only"):
+            contested = ", ".join(n for names in r["qualified_only"].values() for n in names)
+            registered += f" [yellow](contested, reachable only as {escape(contested)})[/]"
+        table.add_row(escape(r["name"]), escape(r["distribution"] or "-"), escape(r["version"] or "-"), state, ", ".join(r["hooks"]), registered)
     return table
 
 
@@ -165,7 +209,53 @@ def print_comparison(console: Console, result: Comparison) -> None:
         console.print(f"[dim]- {note}[/]", highlight=False)
 
 
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return ""
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return ""  # pragma: no cover
+
+
+def data_table(statuses: Sequence[Any], config_file: Path) -> Table:
+    """``sslbench data``: one row per :class:`~sslbench.engine.dataroot.DataStatus` -- found or
+    missing, where (or where it looked), size, digest check, and how to get it when missing."""
+    caption = escape(f"config file: {config_file} ([data] root = \"DIR\", or DATASET = \"DIR\"); data root: $SSLBENCH_DATA, else [data] root")
+    table = Table(title="data sets", caption=caption, caption_justify="left")
+    for col in ("name", "state", "where", "size", "digest"):
+        table.add_column(col, overflow="fold")
+    colour = {"found": "green", "missing": "red", "embedded": "dim"}
+    for s in statuses:
+        state = f"[{colour.get(s.state, 'white')}]{s.state}[/]"
+        if s.state == "found":
+            where = f"{escape(s.path or '')}\n[dim]({escape(s.source)})[/]"
+        elif s.state == "missing":
+            looked = "\n".join(escape(p) for p in s.looked) or "nowhere: set $SSLBENCH_DATA or pass --data-dir"
+            where = f"[dim]looked in:[/]\n{looked}\n[dim]get it:[/] {escape(s.how_to_get)}"
+        else:
+            where = "[dim]no files needed[/]"
+        digest = s.digest + (f": {escape(', '.join(s.mismatched))}" if s.mismatched else "")
+        if s.digest == "differs":
+            digest = f"[yellow]{digest}[/]"
+        table.add_row(s.name, state, where, _bytes(s.size), digest)
+    return table
+
+
+def print_missing_data(console: Console, statuses: Sequence[Any]) -> None:
+    """The lines under a dry run (or before ``bench`` trains) naming each data set whose files were not
+    found, where it was looked for and how to get it."""
+    for s in statuses:
+        looked = ", ".join(s.looked) or "nowhere (no --data-dir, no $SSLBENCH_DATA, no [data] config)"
+        console.print(
+            f"[yellow]missing data:[/] {s.name}: not found (looked in {escape(looked)}); its loader will try to download it. "
+            f"Get it: {escape(s.how_to_get)}; then set SSLBENCH_DATA to that root or pass --data-dir.",
+            highlight=False,
+        )
+
+
 __all__ = [
-    "LISTING_COLUMNS", "dry_run_table", "listing_table", "plugins_table", "print_comparison", "print_run_results",
+    "LISTING_COLUMNS", "data_table", "dry_run_table", "print_missing_data", "listing_table", "param_line", "param_notes", "parameter_tables", "plugins_table", "print_comparison", "print_run_results",
     "print_rows", "print_suite_summary", "runs_table", "suites_table",
 ]

@@ -1,9 +1,11 @@
-"""PNG plots of a suite's results (matplotlib's object API on the Agg canvas: no pyplot, no display).
+"""Plots of a suite's results (matplotlib's object API on the Agg canvas: no pyplot, no display).
 
 Each function takes plain values (method -> metric -> per-seed list, or per-run loss histories) and
-writes one PNG; none of them knows about the store. A metric declared a ``"fraction"`` by its
-evaluator (looked up in a :class:`~sslbench.bench.tables.Catalog`, by default the installed
-evaluators') is drawn in %; any other as the number it is.
+writes one figure as a PNG (:data:`DPI`) and, beside it, the same figure as SVG (text kept as text, for
+papers); it returns the PNG's path. None of them knows about the store. A metric declared a
+``"fraction"`` by its evaluator (looked up in a :class:`~sslbench.bench.tables.Catalog`, by default the
+installed evaluators') is drawn in %; any other as the number it is. An accuracy axis that does not
+start at 0 says where it starts, in its label and in a note on the plot.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sslbench.bench.tables import Catalog, mean_std
+from sslbench.sdk.files import atomic_path
 
 Values = Mapping[str, Mapping[str, Sequence[float]]]
 """method -> metric -> one value per seed"""
 
-DPI = 110
+DPI = 150
+#: every figure is written in these formats, the PNG first (the path the functions return)
+FORMATS = ("png", "svg")
 
 
 def _percent(metric: str, catalog: Catalog | None = None) -> bool:
@@ -43,8 +48,15 @@ def _figure(width: float, height: float) -> Figure:
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as ``path`` (PNG) and as the same name with each other suffix of
+    :data:`FORMATS`, each atomically; returns ``path``."""
+    from matplotlib import rc_context
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI)
+    for fmt in FORMATS:
+        target = path if fmt == FORMATS[0] else path.with_suffix(f".{fmt}")
+        with atomic_path(target) as tmp, rc_context({"svg.fonttype": "none", "svg.hashsalt": "sslbench"}):
+            fig.savefig(tmp, dpi=DPI, format=fmt)
     return path
 
 
@@ -85,9 +97,14 @@ def metric_bars(title: str, methods: Sequence[str], values: Values, metrics: Seq
     ax.set_xticklabels(present, rotation=30, ha="right", fontsize=9)
     percent = all(_percent(m, catalog) for m in metrics)
     ax.set_ylabel("accuracy (%)" if percent else ", ".join(metrics), fontsize=9)
-    if percent:
+    if percent:  # zoomed on the values, and saying so: bars that do not start at 0 are labelled as such
         low = min((100 * v for m in present for k in metrics for v in values.get(m, {}).get(k, [])), default=0.0)
-        ax.set_ylim(max(0.0, math.floor(low / 10) * 10 - 10), 100)
+        bottom = max(0.0, math.floor(low / 10) * 10 - 10)
+        ax.set_ylim(bottom, 100)
+        if bottom > 0:
+            ax.set_ylabel(f"accuracy (%), axis starts at {bottom:g}", fontsize=9)
+            ax.annotate(f"y axis starts\nat {bottom:g} %, not 0", xy=(1.01, 0), xycoords="axes fraction", xytext=(4, 0),
+                        textcoords="offset points", fontsize=8, color="dimgray", ha="left", va="bottom")
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
@@ -184,4 +201,4 @@ def training_curves(title: str, histories: Mapping[str, Mapping[int, Mapping[str
     return _save(fig, path)
 
 
-__all__ = ["metric_bars", "metric_panels", "style_scatter", "training_curves"]
+__all__ = ["DPI", "FORMATS", "metric_bars", "metric_panels", "style_scatter", "training_curves"]

@@ -23,6 +23,7 @@ from sslbench.engine.store import RunRecord, Store
 from sslbench.sdk.metrics import Metric, Picture, find_metric, undeclared
 
 if TYPE_CHECKING:
+    from sslbench.bench.fitted import SummaryTable
     from sslbench.engine.plugins import Registry
     from sslbench.sdk.api import Evaluator
 
@@ -180,7 +181,7 @@ def summarise(
         data_params = json.dumps(run.config.get("dataset_params", {}), sort_keys=True)
         key = (run.dataset, data_params, run.method, run.protocol_hash, run.epochs, params)
         row = rows.setdefault(key, Row(labels[(run.dataset, data_params)], run.method, run.protocol_hash, run.epochs))
-        if run.status == "running":
+        if run.status in ("running", "interrupted"):
             row.unfinished.append(run.seed)
             continue
         if run.status != "done":
@@ -260,8 +261,38 @@ def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False,
     return header, body
 
 
-def rows_as_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
-    """Machine-readable summary: per group, each metric's mean, std, n and the raw per-seed values."""
+#: the columns of the CSV export of a summary (:func:`csv_records`): one line per group and metric,
+#: numbers as numbers (stored units: a fraction is in [0, 1], never a percentage or "80.9 ± 0.6")
+CSV_COLUMNS = ("dataset", "method", "epochs", "protocol_hash", "metric", "evaluator", "unit", "mean", "std", "n", "failed", "unfinished")
+
+
+def csv_records(rows: Sequence[Row], losses: bool = False, catalog: Catalog | None = None) -> list[dict[str, Any]]:
+    """The summary as tidy records (:data:`CSV_COLUMNS`): per group, one record for each metric
+    (details included), each final loss term with ``losses``, and the throughput (``images_per_s``)
+    and augmentation share; ``std`` is the sample standard deviation over the ``n`` seeds (0 for one).
+    A group with no value at all (every seed failed) is one record with empty metric fields."""
+    catalog = catalog or Catalog.of(rows=rows)
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        base = {"dataset": row.dataset, "method": row.method, "epochs": row.epochs, "protocol_hash": row.protocol_hash,
+                "failed": len(row.failed), "unfinished": len(row.unfinished)}
+        values = [(name, row.sources.get(name, ""), catalog.metric(name, row.sources.get(name)).unit, v) for name, v in row.metrics.items()]
+        if losses:
+            values += [(f"final {term}", "", "loss", v) for term, v in row.final_terms.items()]
+        values += [("images_per_s", "", "images/s", row.images_per_s), ("augment_share", "", "fraction", row.augment_share)]
+        found = [(name, evaluator, unit, v) for name, evaluator, unit, v in values if v]
+        for name, evaluator, unit, v in found:
+            m, s = mean_std(v)
+            out.append({**base, "metric": name, "evaluator": evaluator, "unit": unit, "mean": m, "std": s, "n": len(v)})
+        if not found:
+            out.append({**base, "metric": "", "evaluator": "", "unit": "", "mean": None, "std": None, "n": 0})
+    return out
+
+
+def rows_as_records(rows: Sequence[Row], catalog: Catalog | None = None) -> list[dict[str, Any]]:
+    """Machine-readable summary: per group, each metric's mean, std, n, unit, evaluator, direction
+    and the raw per-seed values (numbers in stored units)."""
+    catalog = catalog or Catalog.of(rows=rows)
     out = []
     for row in rows:
         out.append({
@@ -273,16 +304,20 @@ def rows_as_records(rows: Sequence[Row]) -> list[dict[str, Any]]:
             "failed": row.failed,
             "unfinished_seeds": row.unfinished,
             "selection": sorted(row.selection),
-            "metrics": {
-                name: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "n": len(v), "values": v}
-                for name, v in row.metrics.items()
-            },
+            "metrics": {name: _metric_record(name, v, catalog.metric(name, row.sources.get(name)), row.sources.get(name))
+                        for name, v in row.metrics.items()},
             "notes": row.notes,
-            "final_loss_terms": {t: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "n": len(v)} for t, v in row.final_terms.items()},
+            "final_loss_terms": {t: {"mean": mean_std(v)[0], "std": mean_std(v)[1], "n": len(v), "unit": "loss"} for t, v in row.final_terms.items()},
             "images_per_s": statistics.fmean(row.images_per_s) if row.images_per_s else None,
             "augment_share": statistics.fmean(row.augment_share) if row.augment_share else None,
         })
     return out
+
+
+def _metric_record(name: str, values: list[float], metric: Metric, evaluator: str | None) -> dict[str, Any]:
+    m, s = mean_std(values)
+    return {"mean": m, "std": s, "n": len(values), "unit": metric.unit, "higher_is_better": metric.higher_is_better,
+            "evaluator": evaluator, "values": values}
 
 
 LATEX_ESCAPES = {
@@ -297,17 +332,14 @@ def latex_text(text: str) -> str:
 
 
 def export(rows: Sequence[Row], fmt: str, losses: bool = False, catalog: Catalog | None = None) -> str:
-    """The comparison as Markdown (``md``), LaTeX (``latex``), CSV (``csv``, details included) or
-    JSON (``json``, every metric with its raw per-seed values)."""
+    """The comparison as Markdown (``md``) or LaTeX (``latex``), shown as the terminal table shows it;
+    or for other tools, with numbers as numbers: CSV (``csv``, :func:`csv_records`, details included)
+    or JSON (``json``, :func:`rows_as_records`, every metric with its raw per-seed values)."""
     if fmt == "json":
-        return json.dumps(rows_as_records(rows), indent=2)
-    header, body = table_rows(rows, details=fmt == "csv", losses=losses, catalog=catalog)
+        return json.dumps(rows_as_records(rows, catalog), indent=2)
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(header)
-        writer.writerows(body)
-        return buf.getvalue()
+        return csv_text(csv_records(rows, losses, catalog), CSV_COLUMNS)
+    header, body = table_rows(rows, losses=losses, catalog=catalog)
     from tabulate import tabulate
 
     if fmt == "md":
@@ -317,15 +349,19 @@ def export(rows: Sequence[Row], fmt: str, losses: bool = False, catalog: Catalog
     raise ValueError(f"unknown format {fmt!r}: choose table, md, latex, csv or json")
 
 
-def rich_table(rows: Sequence[Row], title: str | None = None, losses: bool = False, catalog: Catalog | None = None):  # type: ignore[no-untyped-def]
-    from rich.markup import escape
-    from rich.table import Table
+def csv_text(records: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """``records`` as CSV with a header line of ``columns``; None is an empty field, floats are written
+    in full (``repr``), so ``pandas.read_csv`` or ``float()`` reads back the stored number."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return buf.getvalue()
 
-    header, body = table_rows(rows, losses=losses, catalog=catalog)
-    table = Table(title=title, show_lines=False)
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i < 2 else "right", no_wrap=i < 2)
-    for row, cells in zip(rows, body):
-        style = "red" if row.failed and not row.seeds else None
-        table.add_row(*[escape(c) for c in cells], style=style)  # "[size=64]" is text, not markup
-    return table
+
+def rich_table(rows: Sequence[Row], title: str | None = None, losses: bool = False, catalog: Catalog | None = None) -> "SummaryTable":
+    """The comparison table for the terminal: a :class:`sslbench.bench.fitted.SummaryTable`, which
+    shortens its headers (with a legend) and splits itself when the full table would not fit."""
+    from sslbench.bench.fitted import SummaryTable
+
+    return SummaryTable(rows, title, losses, catalog)
