@@ -36,7 +36,7 @@ MAIN_TERM = "loss"
 def outcome_line(outcome: Outcome) -> str:
     """One line (rich markup) for a finished cell: done / failed (with the step) / error, and whether
     the stored run was reused."""
-    reuse = " (stored run reused)" if outcome.reused else ""
+    reuse = " (stored run reused)" if outcome.reused and outcome.status != "error" else ""
     stale = f" (stale result retrained: {'; '.join(outcome.stale)})" if outcome.stale else ""
     msg = f": {outcome.message}" if outcome.message else ""
     line = f"{_TAGS[outcome.status]} {outcome.method} on {outcome.dataset}, seed {outcome.seed}{reuse}{stale}{msg}  [dim]run {outcome.run_id}[/]"
