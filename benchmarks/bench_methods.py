@@ -1,7 +1,7 @@
 """Benchmark: training throughput and augmentation share of every registered method, MNIST protocol.
 
     python benchmarks/bench_methods.py [--data-dir ../shared/data] [--images 5120] [--threads 2]
-                                       [--methods vae simclr moco ...] [--precision fp32|bf16]
+                                       [--methods vae simclr moco ...] [--precision fp32|bf16] [--compile]
 
 Each method is built under the MNIST protocol (MLP 784-500-500-2000-10, batch 128, its declared
 augmentations) with its default parameters and trained through the core loop
@@ -12,7 +12,10 @@ step), views/s, the share of step time spent making views, seconds, steps and th
 The header gives the torch threads used and the load average before and after, because on a shared
 machine other processes change the figures (README, "Threads": two 2-thread processes on 2 cores slow each
 other 3x or more). A method that cannot train on this data is listed with its error; the others go
-on. Prints its figures; it is not a test, and it stores nothing.
+on. With ``--compile`` each method is also trained with ``torch.compile`` of its loss (the loop's
+``--compile``), after its own warm-up, and the row adds the compiled images/s, the speed-up over eager
+and the seconds the first compiled step took (compilation; not in the timed epoch). Prints its
+figures; it is not a test, and it stores nothing.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="*", help="methods to time (default: every registered trainable method)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when present)")
+    parser.add_argument("--compile", action="store_true", help="also time each method with torch.compile of its loss")
     args = parser.parse_args(argv)
 
     from sslbench.engine.plugins import get_registry
@@ -91,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.images} images ({where}), {args.precision}, device {device}")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, load average before {load_average()}")
     header = f"{'method':<12} {'family':<14} {'img/s':>8} {'views/s':>8} {'aug %':>6} {'seconds':>8} {'steps':>6} {'loss':>10}"
+    if args.compile:
+        header += f" {'compiled img/s':>14} {'speed-up':>8} {'compile s':>9}"
     print(header)
     print("-" * len(header))
     failures = 0
@@ -109,8 +115,17 @@ def main(argv: list[str] | None = None) -> int:
         if data.train_next is not None:
             per_image = 2
         loss = result.history.get("loss", [float("nan")])[-1]
-        print(f"{name:<12} {cls.family:<14} {result.images_per_s:>8,.0f} {result.images_per_s * per_image:>8,.0f} "
-              f"{100 * result.augment_share:>6.1f} {result.seconds:>8.2f} {result.steps:>6} {loss:>10.4g}")
+        row = (f"{name:<12} {cls.family:<14} {result.images_per_s:>8,.0f} {result.images_per_s * per_image:>8,.0f} "
+               f"{100 * result.augment_share:>6.1f} {result.seconds:>8.2f} {result.steps:>6} {loss:>10.4g}")
+        if args.compile:
+            try:
+                compiled = train(build(registry, name, protocol, data, device, 0), data, protocol, epochs=1, seed=0,
+                                 precision=args.precision, compile=True)
+                row += (f" {compiled.images_per_s:>14,.0f} {compiled.images_per_s / max(result.images_per_s, 1e-9):>7.2f}x"
+                        f" {compiled.compile_seconds:>9.1f}")
+            except Exception as exc:  # noqa: BLE001 - a method torch.compile cannot take is reported, not fatal
+                row += f" compile failed: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
+        print(row)
         sys.stdout.flush()
         peak = f"; peak memory {result.peak_memory_mb:,.0f} MB ({result.memory_kind})"
     print(f"load average after {load_average()}{peak}")

@@ -18,10 +18,10 @@ from sslbench.sdk.api import DataError
 from sslbench.sdk.files import UnsafePathError
 from sslbench.bench.toml_lines import SuiteError
 from sslbench.bench.validate import OptionError, check_format, check_results_options, ignored_data_dir
-from sslbench.engine.cells import GridError, build_grid, split_params, with_picture_evaluators
+from sslbench.engine.cells import GridError, build_grid, split_params, with_numerics, with_picture_evaluators
 from sslbench.engine.plugins import UnknownNameError, describe, get_registry, plugin_records
 from sslbench.engine.store import RUN_STATUSES, StoreError
-from sslbench.engine.train import SetupError, configure_threads
+from sslbench.engine.train import DeviceAssert, SetupError, configure_threads
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark self-supervised representation learning methods under one declared protocol.")
@@ -33,6 +33,13 @@ HomeOption = typer.Option(None, "--home", help="Results folder (database + run f
 SuiteFileOption = typer.Option(None, "--file", help="Your own suite file; default the suites shipped with sslbench (see bench --list).")
 CheckpointOption = typer.Option("auto", "--checkpoint-every", help="Training checkpoints for resuming: a time (30s, 10m), epochs (1e), steps (500steps), auto (every 10 min and at epoch ends, under 1% of training time) or off.")
 ReuseStaleOption = typer.Option(False, "--reuse-stale", help="Reuse stored results even when the code or data that made them changed (see `sslbench results`).")
+CompileOption = typer.Option(False, "--compile", help="torch.compile each method's forward and loss (compile time reported apart; part of the run's provenance).")
+DeterministicOption = typer.Option(False, "--deterministic", help="Deterministic algorithms, cuDNN and cuBLAS (repeatable conv training on CUDA; slower).")
+ExecutorOption = typer.Option(None, "--executor", help="in-process (default), local (--jobs N processes of this machine) or ray (a local Ray instance, or --ray-address).")
+JobsOption = typer.Option(None, "--jobs", "-j", min=1, help="Worker processes of --executor local (CPU threads divided between them, GPUs shared); default one per CPU, at most 8.")
+RayAddressOption = typer.Option(None, "--ray-address", help="--executor ray: join this Ray cluster (default $RAY_ADDRESS, else a local instance).")
+CpusOption = typer.Option(None, "--cpus-per-run", min=0.01, help="--executor ray: CPUs each run declares, its torch threads (default 1).")
+GpusOption = typer.Option(None, "--gpus-per-run", min=0.0, help="--executor ray: GPUs each run declares, fractional (0.125: 8 runs per GPU); default 1 with CUDA, else 0.")
 T = TypeVar("T")
 
 
@@ -87,7 +94,9 @@ def run(
     data_dir: Optional[str] = typer.Option(None, "--data-dir", help="Folder with the data set's files (no download)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N; default CUDA when present, else CPU."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=2, help="Override the protocol's batch size (stored with the protocol)."),
-    precision: str = typer.Option("fp32", "--precision", help="fp32 or bf16 (autocast)."),
+    precision: str = typer.Option("fp32", "--precision", help="fp32 (full IEEE), tf32 (TF32 matmul/conv on CUDA) or bf16 (autocast)."),
+    compile: bool = CompileOption,
+    deterministic: bool = DeterministicOption,
     select: str = typer.Option("val", "--select", help="Model selection for k / probe epoch: val (split from train) or test (as the SimVAE paper)."),
     save_images: bool = typer.Option(False, "--save-images", help="Also write PNG grids (reconstructions, samples) into each run's folder."),
     force: bool = typer.Option(False, "--force", help="Retrain and re-evaluate even when a finished run is stored."),
@@ -95,12 +104,15 @@ def run(
     checkpoint_every: str = CheckpointOption,
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, latex, csv or json."),
     losses: bool = typer.Option(False, "--losses", help="Add each loss term's last-epoch value to the table."),
+    executor: Optional[str] = ExecutorOption, jobs: Optional[int] = JobsOption, ray_address: Optional[str] = RayAddressOption,
+    cpus_per_run: Optional[float] = CpusOption, gpus_per_run: Optional[float] = GpusOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Train each METHOD under the data set's protocol, evaluate frozen representations, print the comparison."""
     from sslbench.bench.console import print_run_results
     from sslbench.bench.live import LiveProgress
-    from sslbench.engine.runner import InProcessExecutor, run_grid
+    from sslbench.engine.executors import make_executor
+    from sslbench.engine.runner import run_grid
     from sslbench.engine.store import Store
 
     _checked(configure_threads)
@@ -110,17 +122,21 @@ def run(
     _checked(check_format, "run", fmt)
     cells = _checked(
         lambda: build_grid(registry, methods, dataset, range(seeds), epochs, evaluators, split_params(param or []), batch_size=batch_size,
-                           precision=precision, selection=select, data_dir=data_dir, device=device, force=force, reuse_stale=reuse_stale, checkpoint_every=checkpoint_every)
+                           precision=precision, selection=select, data_dir=data_dir, device=device, force=force, reuse_stale=reuse_stale, checkpoint_every=checkpoint_every,
+                           compile=compile, deterministic=deterministic)
     )
     if warning := ignored_data_dir(registry, dataset, data_dir):
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     store = _checked(Store, home)
+    ex = _checked(make_executor, executor, store, registry, jobs, ray_address, cpus_per_run, gpus_per_run)
     try:
-        with LiveProgress(err, total=len(cells)) as live:
-            grid = run_grid(cells, InProcessExecutor(store, registry), live.on_start, live.on_done, live.on_data_error, live.on_wait)
+        with LiveProgress(err, total=len(cells), concurrent=hasattr(ex, "run_all")) as live:
+            grid = run_grid(cells, ex, live.on_start, live.on_done, live.on_data_error, live.on_wait, on_where=live.on_where)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished runs are stored; run the same command again to resume.")
         raise typer.Exit(130)
+    except DeviceAssert as exc:
+        _fail(f"{exc}; finished runs are stored, the grid stopped", 1)
     for exc in grid.data_errors.values():
         _fail(f"{exc}")
     print_run_results(console, err, store, cells, grid.outcomes, fmt, losses=losses, save_images=save_images)
@@ -215,6 +231,10 @@ def bench(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda or cuda:N; default CUDA when present, else CPU."),
     reuse_stale: bool = ReuseStaleOption,
     checkpoint_every: str = CheckpointOption,
+    compile: bool = CompileOption,
+    deterministic: bool = DeterministicOption,
+    executor: Optional[str] = ExecutorOption, jobs: Optional[int] = JobsOption, ray_address: Optional[str] = RayAddressOption,
+    cpus_per_run: Optional[float] = CpusOption, gpus_per_run: Optional[float] = GpusOption,
     home: Optional[Path] = HomeOption,
 ) -> None:
     """Run a named suite through the results store. Interrupted (Ctrl-C, kill -9), the same command
@@ -222,7 +242,8 @@ def bench(
     from sslbench.bench import plan
     from sslbench.bench.console import dry_run_table, print_missing_data, print_suite_summary, suites_table
     from sslbench.bench.live import LiveProgress
-    from sslbench.engine.runner import InProcessExecutor, run_grid
+    from sslbench.engine.executors import make_executor
+    from sslbench.engine.runner import run_grid
     from sslbench.engine.store import Store
 
     _checked(configure_threads)
@@ -231,6 +252,7 @@ def bench(
         console.print(suites_table(*_checked(plan.list_suites, file, registry)))
         return
     suite, cells = _checked(plan.suite_cells, file, suite_name, budget, registry, data_dir, device, reuse_stale, checkpoint_every)
+    cells = with_numerics(cells, compile, deterministic)
     if dry_run:
         states = plan.states(_checked(plan.existing_store, home), cells, registry)
         console.print(dry_run_table(suite, budget, cells, plan.dry_run_rows(cells, states)))
@@ -240,12 +262,15 @@ def bench(
     store = _checked(Store, home)
     err.print(plan.start_summary(store, suite, budget, cells, registry), highlight=False)
     print_missing_data(err, plan.missing_data(plan.data_needed(registry, cells)))
+    ex = _checked(make_executor, executor or suite.executor, store, registry, jobs, ray_address, cpus_per_run, gpus_per_run)
     try:
-        with LiveProgress(err, overall=f"suite {suite.name} ({budget})", total=len(cells)) as live:
-            grid = run_grid(cells, InProcessExecutor(store, registry), live.on_start, live.on_done, live.on_data_error, live.on_wait)
+        with LiveProgress(err, overall=f"suite {suite.name} ({budget})", total=len(cells), concurrent=hasattr(ex, "run_all")) as live:
+            grid = run_grid(cells, ex, live.on_start, live.on_done, live.on_data_error, live.on_wait, on_where=live.on_where)
     except KeyboardInterrupt:
         err.print(f"[yellow]interrupted[/]: finished runs are stored; `{plan.resume_command(suite, budget, file, home)}` resumes.", highlight=False)
         raise typer.Exit(130)
+    except DeviceAssert as exc:
+        _fail(f"{exc}; finished runs are stored, the grid stopped", 1)
     print_suite_summary(console, store, suite, budget, cells)
     if grid.data_errors:
         raise typer.Exit(2)

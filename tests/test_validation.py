@@ -53,7 +53,8 @@ def test_cuda_index_beyond_the_device_count_is_refused(monkeypatch: pytest.Monke
     with pytest.raises(SetupError, match=r"no CUDA device 7 \(available here: cpu, cuda:0, cuda:1"):
         pick_device("cuda:7")
     assert pick_device("cuda:1") == torch.device("cuda:1")
-    assert pick_device("cuda") == torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    assert pick_device("cuda") == torch.device("cuda:0")  # with its index, recorded in the environment (issue 15)
     assert pick_device("cpu") == torch.device("cpu")
 
 

@@ -26,7 +26,8 @@ from sslbench.sdk.api import DataError
 from sslbench.engine.cells import Cell, Outcome
 from sslbench.engine.train import Reporter
 
-_TAGS = {"done": "[green]done[/]", "failed": "[red]failed[/]", "error": "[red]error[/]", "busy": "[yellow]busy[/]"}
+_TAGS = {"done": "[green]done[/]", "failed": "[red]failed[/]", "error": "[red]error[/]", "busy": "[yellow]busy[/]",
+         "interrupted": "[yellow]interrupted[/]"}
 #: the width the ETA column takes ("ETA 0:01:23", one more digit past ten hours)
 ETA_WIDTH = 12
 #: the main loss term, always shown; the others follow while they fit
@@ -121,9 +122,13 @@ class LiveProgress:
     """Progress lines and outcome lines on ``console`` while a grid of ``total`` cells runs. With
     ``overall`` (a suite's label) an overall bar counts the cells, and each cell's line names its
     data set; a data set that cannot be loaded is announced with the number of its runs that were
-    skipped. Use as a context manager around :func:`~sslbench.engine.runner.run_grid`."""
+    skipped. Use as a context manager around :func:`~sslbench.engine.runner.run_grid`.
 
-    def __init__(self, console: Console, overall: str | None = None, total: int = 0) -> None:
+    ``concurrent`` (a local pool or Ray runs cells side by side): a grid line counts the cells
+    queued, running, done and failed, and each running cell's line says where it runs
+    (``host:pid device``, from ``on_where``) and which epoch it is in."""
+
+    def __init__(self, console: Console, overall: str | None = None, total: int = 0, concurrent: bool = False) -> None:
         self.console = console
         self.total = total
         self.bar = BarColumn(bar_width=bar_width(console.width))
@@ -133,9 +138,18 @@ class LiveProgress:
             console=console, transient=True, expand=False,
         )
         self.overall: TaskID | None = self.progress.add_task(overall, total=total, terms="") if overall else None
+        self.concurrent = concurrent
+        self.suite = overall is not None
+        #: concurrent: the line of each running cell (by run id) and where it runs
+        self.lines: dict[str, TaskID] = {}
+        self.where: dict[str, str] = {}
+        if concurrent and self.overall is None:
+            self.overall = self.progress.add_task("grid", total=total, terms="")
         self.outcomes: list[Outcome] = []
         #: cells accounted for so far (finished, or skipped with their data set)
         self.position = 0
+        self.skipped = 0
+        self._count()
 
     def __enter__(self) -> "LiveProgress":
         self.progress.start()
@@ -158,32 +172,66 @@ class LiveProgress:
         """The widest a cell's label may be: what leaves room for the bar, the ETA and the main loss."""
         return max(16, self.console.width - (self.bar.bar_width or 0) - ETA_WIDTH - 3 - len(_term(MAIN_TERM, -1.2345e-4)))
 
+    def counts(self) -> dict[str, int]:
+        """Cells queued, running, done and failed (skipped cells count as failed)."""
+        failed = sum(1 for o in self.outcomes if o.failed or o.status == "failed") + self.skipped
+        done = len(self.outcomes) + self.skipped - failed
+        running = len(self.lines)
+        return {"queued": max(0, self.total - running - done - failed), "running": running, "done": done, "failed": failed}
+
+    def _count(self) -> None:
+        if self.concurrent and self.overall is not None:
+            text = " · ".join(f"{n} {name}" for name, n in self.counts().items())
+            self.progress.update(self.overall, terms=text)
+
     def on_start(self, cell: Cell) -> Reporter:
         """A line for the cell; returns the reporter the training loop calls every few steps."""
-        position, suite = self.position + 1, self.overall is not None
+        position, suite = (len(self.outcomes) + self.skipped + len(self.lines) + 1 if self.concurrent else self.position + 1), self.suite
         self.bar.bar_width = bar_width(self.console.width)
         task = self.progress.add_task(cell_label(cell, position, self.total, None, suite, self._label_width()), total=None, terms="")
+        if self.concurrent:
+            self.lines[cell.run_id] = task
+            self._count()
 
         def report(step: int, total: int, terms: dict[str, float]) -> None:
             label = cell_label(cell, position, self.total, epoch_of(step, total, cell.epochs), suite, self._label_width())
+            where = self.where.get(cell.run_id, "")
             self.progress.update(task, description=label, completed=step, total=total)
-            self.progress.update(task, terms=fit_terms(terms, self._room()))
+            text = fit_terms(terms, self._room() - len(where) - 2)
+            self.progress.update(task, terms=f"{where}  {text}" if where else text)
 
         return report
 
+    def on_where(self, cell: Cell, where: str) -> None:
+        """Where a started cell runs (``host:pid device``), shown on its line."""
+        self.where[cell.run_id] = where
+        task = self.lines.get(cell.run_id)
+        if task is not None:
+            self.progress.update(task, terms=where)
+
+    def _drop(self, run_id: str) -> None:
+        task = self.lines.pop(run_id, None)
+        if task is not None:
+            self.progress.remove_task(task)
+
     def on_done(self, outcome: Outcome) -> None:
         """The cell finished: drop its line, count it, print its outcome."""
-        self._clear_cells()
+        if self.concurrent:
+            self._drop(outcome.run_id)
+        else:
+            self._clear_cells()
         self.position += 1
         if self.overall is not None:
             self.progress.advance(self.overall)
         print_outcome(self.console, outcome)
         self.outcomes.append(outcome)
+        self._count()
 
     def on_wait(self, cell: Cell, outcome: Outcome, first: bool) -> None:
         """Another process is training the cell's run: drop its line; the first time, say so (the
         grid comes back to it once the others are done)."""
-        self._clear_cells()
+        if not self.concurrent:
+            self._clear_cells()
         if first:
             self.console.print(
                 f"[yellow]waiting[/] {cell.method} on {cell.dataset}, seed {cell.seed}: {escape(outcome.message)}; "
@@ -192,11 +240,15 @@ class LiveProgress:
     def on_data_error(self, dataset: str, error: DataError, skipped: list[Cell]) -> None:
         """A data set could not be loaded: drop its line, count its skipped cells and, for a suite,
         say so (the other data sets go on)."""
-        self._clear_cells()
+        if not self.concurrent:
+            self._clear_cells()
         self.position += len(skipped)
-        if self.overall is None:
+        self.skipped += len(skipped)
+        self._count()
+        if self.overall is not None:
+            self.progress.advance(self.overall, len(skipped))
+        if not self.suite:
             return
-        self.progress.advance(self.overall, len(skipped))
         runs = len(skipped) + sum(1 for o in self.outcomes if o.dataset == dataset)
         self.console.print(f"[bold red]error:[/] {dataset}: {error} (its {runs} runs were skipped; the other data sets go on)", highlight=False)
 

@@ -11,6 +11,7 @@ A suite is one table under ``[suites.NAME]``::
     seeds = 3                                  # 0..2, or a list [0, 1, 2]
     data_dir = { mnist = "data/mnist" }        # per data set; relative to this file; --data-dir wins
     params = { simvae = { views = 10 }, knn = { k_max = 15 } }   # method, data set, evaluator params
+    executor = "ray"                           # optional: in-process (default), local or ray; --executor wins
     selection = "val"                          # optional: val (default) or test
     claims = [
         "simvae > vae on knn_acc",             # an ordering of seed means (">" or "<")
@@ -53,8 +54,10 @@ from sslbench.bench.toml_lines import KeyLocator, SuiteError, check_keys, locate
 
 SUITE_KEYS = {
     "description", "methods", "datasets", "evaluators", "seeds", "params", "data_dir", "selection",
-    "precision", "batch_size", "budgets", "claims",
+    "precision", "batch_size", "budgets", "claims", "executor",
 }
+#: what a suite's ``executor`` may name (``--executor`` on the command line wins)
+SUITE_EXECUTORS = ("in-process", "local", "ray")
 BUDGET_KEYS = {"description", "epochs", "seeds", "params", "batch_size", "precision"}
 
 
@@ -95,6 +98,8 @@ class Suite:
     budgets: dict[str, Budget]
     claims: list[Claim]
     file: "SuiteFile"
+    #: the executor the suite asks for (``executor = "ray"``); None: in-process unless --executor says otherwise
+    executor: str | None = None
 
     def where(self, *keys: Any) -> str:
         return self.file.where(("suites", self.name, *keys))
@@ -345,6 +350,9 @@ def _parse_suite(sf: SuiteFile, name: str, body: Any) -> Suite:
     description = body.get("description", "")
     if not isinstance(description, str):
         raise located(sf, [*at, "description"], "must be a string")
+    executor = body.get("executor")
+    if executor is not None and executor not in SUITE_EXECUTORS:
+        raise located(sf, [*at, "executor"], f"must be one of {', '.join(repr(e) for e in SUITE_EXECUTORS)} (--executor on the command line wins)")
 
     data_dirs: dict[str, str] = {}
     raw_dirs = body.get("data_dir", {})
@@ -372,6 +380,7 @@ def _parse_suite(sf: SuiteFile, name: str, body: Any) -> Suite:
     suite = Suite(
         name=name, description=description, methods=methods, datasets=datasets, evaluators=evaluators,
         seeds=seeds, params=params, data_dirs=data_dirs, selection=selection, budgets=budgets, claims=[], file=sf,
+        executor=executor,
     )
     raw_claims = body.get("claims", [])
     if not isinstance(raw_claims, list):

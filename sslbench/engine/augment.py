@@ -2,7 +2,10 @@
 
 One sampling grid + ``grid_sample`` performs random-resized-crop and flips for a whole batch; colour
 jitter and grayscale are a few vectorised tensor ops. A method asking for J views of B images gets one
-(B, J, C, H, W) tensor made in a single pass over B*J images. Semantics follow torchvision's
+(B, J, C, H, W) tensor made in a single pass over B*J images; with ``view_major`` its memory is laid
+out view after view, so that each ``views[:, j]`` is one contiguous block (a method that runs each
+view through its networks separately then copies nothing), with the very same numbers: the random
+parameters are drawn in the same (image-major) order and only handed to the images in another. Semantics follow torchvision's
 ``RandomResizedCrop`` (area fraction and log-uniform aspect ratio, crop inside the image; bilinear),
 ``RandomHorizontalFlip``/``RandomVerticalFlip`` and ``ColorJitter`` (brightness, contrast, saturation,
 hue, applied in that fixed order rather than a random one).
@@ -104,14 +107,20 @@ def adjust_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return _hsv_to_rgb(torch.cat([hue, hsv[:, 1:]], 1))
 
 
-def colour_jitter(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator) -> torch.Tensor:
+def _rows(t: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample draws ``t`` handed to the samples in ``order`` (``t[order]``; ``t`` when None)."""
+    return t if order is None else t[order]
+
+
+def colour_jitter(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator, order: torch.Tensor | None = None) -> torch.Tensor:
     """Per-sample brightness, contrast, saturation and hue jitter on (N, 3, H, W) in [0, 1], each
-    image jittered with probability ``spec.jitter_p`` (factors 1 and shift 0 for the others)."""
+    image jittered with probability ``spec.jitter_p`` (factors 1 and shift 0 for the others).
+    ``order``: see :func:`augment`."""
     n, device = x.shape[0], x.device
-    apply = (torch.rand(n, generator=g, device=device) < spec.jitter_p).view(n, 1, 1, 1)
+    apply = (_rows(torch.rand(n, generator=g, device=device), order) < spec.jitter_p).view(n, 1, 1, 1)
 
     def factor(strength: float) -> torch.Tensor:
-        f = _uniform(n, max(0.0, 1 - strength), 1 + strength, g, device).view(n, 1, 1, 1)
+        f = _rows(_uniform(n, max(0.0, 1 - strength), 1 + strength, g, device), order).view(n, 1, 1, 1)
         return torch.where(apply, f, torch.ones_like(f))
 
     out = x
@@ -122,18 +131,22 @@ def colour_jitter(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator) -> tor
     if spec.saturation:
         out = adjust_saturation(out, factor(spec.saturation))
     if spec.hue:
-        shift = _uniform(n, -spec.hue, spec.hue, g, device)
+        shift = _rows(_uniform(n, -spec.hue, spec.hue, g, device), order)
         out = adjust_hue(out, torch.where(apply.view(n), shift, torch.zeros_like(shift)))
     return out
 
 
-def augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator) -> torch.Tensor:
-    """Augment a batch (N, C, H, W) of float images in [0, 1], each with its own random parameters."""
+def augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator, order: torch.Tensor | None = None) -> torch.Tensor:
+    """Augment a batch (N, C, H, W) of float images in [0, 1], each with its own random parameters.
+
+    ``order`` (a permutation of N): image ``p`` gets the parameters drawn for sample ``order[p]``;
+    the draws themselves come from ``g`` in the same sequence either way, and every operation is per
+    image, so a reordered batch gives the very same images, reordered."""
     n, c, height, width = x.shape
     device = x.device
-    w, h, cx, cy = crop_params(n, spec, g, device)
-    sx = torch.where(torch.rand(n, generator=g, device=device) < spec.hflip_p, -w, w)
-    sy = torch.where(torch.rand(n, generator=g, device=device) < spec.vflip_p, -h, h)
+    w, h, cx, cy = (_rows(t, order) for t in crop_params(n, spec, g, device))
+    sx = torch.where(_rows(torch.rand(n, generator=g, device=device), order) < spec.hflip_p, -w, w)
+    sy = torch.where(_rows(torch.rand(n, generator=g, device=device), order) < spec.vflip_p, -h, h)
     # the affine map has no rotation or shear, so the sampling grid is two broadcast products
     # (F.affine_grid would spend a batched matmul on the same numbers)
     xs = (torch.arange(width, device=device, dtype=x.dtype) * 2 + 1) / width - 1  # pixel centres
@@ -143,22 +156,57 @@ def augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator) -> torch.Ten
     grid = torch.stack([gx, gy], dim=-1)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     if c == 3 and spec.has_colour:
-        out = colour_jitter(out, spec, g)
+        out = colour_jitter(out, spec, g, order)
     if c == 3 and spec.grayscale_p > 0:
-        grey = (torch.rand(n, generator=g, device=device) < spec.grayscale_p).view(n, 1, 1, 1)
+        grey = (_rows(torch.rand(n, generator=g, device=device), order) < spec.grayscale_p).view(n, 1, 1, 1)
         out = torch.where(grey, _grayscale(out).expand_as(out), out)
     return out
 
 
-def make_views(x_uint8: torch.Tensor, spec: AugmentSpec, views: int, original: bool, g: torch.Generator) -> torch.Tensor:
+def lay_out(views: torch.Tensor, view_major: bool, channels_last: bool) -> torch.Tensor:
+    """``views`` (B, V, C, H, W), same shape and values, with its memory view-major (each
+    ``views[:, j]`` contiguous) or image-major, and each image channels-last when asked; copies only
+    when the layout differs."""
+    b, v = views.shape[:2]
+    shape = views.shape[2:]
+    vb = views.transpose(0, 1) if view_major else views  # the order the memory should have
+    flat = vb.reshape(b * v, *shape)
+    fmt = torch.channels_last if channels_last and len(shape) == 3 else torch.contiguous_format
+    flat = flat.contiguous(memory_format=fmt)
+    vb = flat.view(v, b, *shape) if view_major else flat.view(b, v, *shape)
+    return vb.transpose(0, 1) if view_major else vb
+
+
+def make_views(
+    x_uint8: torch.Tensor, spec: AugmentSpec, views: int, original: bool, g: torch.Generator,
+    view_major: bool = False, channels_last: bool = False,
+) -> torch.Tensor:
     """(B, V, C, H, W) float views of a uint8 batch: the original first when asked, then ``views``
-    augmentations, all made in one batched pass of B*views images."""
+    augmentations, all made in one batched pass of B*views images.
+
+    ``view_major``: the same tensor (same shape, same values, bit for bit) with each ``views[:, j]``
+    a contiguous block in memory, for methods that take the views one at a time (``views[:, j]``
+    of an image-major tensor is a strided slice that each network copies); ``flatten(0, 1)`` on it
+    would copy instead. ``channels_last``: each image laid out channels-last (convolutions on CUDA)."""
     x = x_uint8.float().div_(255)
     b = x.shape[0]
-    parts = []
+    if not view_major:
+        parts = []
+        if original:
+            parts.append(x.unsqueeze(1))
+        if views > 0:
+            rep = x.unsqueeze(1).expand(b, views, *x.shape[1:]).reshape(b * views, *x.shape[1:])
+            parts.append(augment(rep, spec, g).view(b, views, *x.shape[1:]))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+        return lay_out(out, False, True) if channels_last else out
+    vparts = []
     if original:
-        parts.append(x.unsqueeze(1))
+        vparts.append(x.unsqueeze(0))
     if views > 0:
-        rep = x.unsqueeze(1).expand(b, views, *x.shape[1:]).reshape(b * views, *x.shape[1:])
-        parts.append(augment(rep, spec, g).view(b, views, *x.shape[1:]))
-    return parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+        rep = x.unsqueeze(0).expand(views, b, *x.shape[1:]).reshape(views * b, *x.shape[1:])
+        # view-major image p = j*b + i gets the draws of image-major sample i*views + j
+        order = torch.arange(b * views, device=x.device).view(b, views).t().reshape(-1)
+        vparts.append(augment(rep, spec, g, order).view(views, b, *x.shape[1:]))
+    vb = vparts[0] if len(vparts) == 1 else torch.cat(vparts, 0)
+    out = vb.transpose(0, 1)
+    return lay_out(out, True, True) if channels_last else out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Sequence, Sized
 
 from sslbench.sdk.api import ParamError
@@ -18,6 +18,7 @@ from sslbench.engine.limits import LimitError, check_budget
 from sslbench.engine.dataroot import resolve_data_dir
 from sslbench.engine.checkpoint import CheckpointPolicy, PolicyError
 from sslbench.engine.plugins import Registry
+from sslbench.engine.precision import check_precision
 from sslbench.engine.train import pick_device
 
 
@@ -50,6 +51,10 @@ class Cell:
     reuse_stale: bool = False
     #: when to write training checkpoints (:class:`sslbench.engine.checkpoint.CheckpointPolicy`)
     checkpoint_every: str = "auto"
+    #: torch.compile the method's loss (``--compile``); in the run's provenance, not its key
+    compile: bool = False
+    #: deterministic algorithms, cuDNN and cuBLAS (``--deterministic``); in the provenance on CUDA
+    deterministic: bool = False
 
     def key(self) -> dict[str, Any]:
         return {
@@ -133,6 +138,8 @@ def build_grid(
     suite: str | None = None,
     reuse_stale: bool = False,
     checkpoint_every: str = "auto",
+    compile: bool = False,
+    deterministic: bool = False,
 ) -> list[Cell]:
     """Validate names, parameters, seeds, epochs (:mod:`sslbench.engine.limits`) and the device up
     front (so a typo fails before any training) and return the cells, methods outermost. A device
@@ -146,8 +153,10 @@ def build_grid(
     eval_classes = [registry.lookup("evaluators", e) for e in evaluators]
     if selection not in ("val", "test"):
         raise GridError(f"--select {selection!r}: choose val (validation split from train) or test")
-    if precision not in ("fp32", "bf16"):
-        raise GridError(f"--precision {precision!r}: choose fp32 or bf16")
+    try:
+        check_precision(precision)
+    except ValueError as exc:
+        raise GridError(str(exc)) from None
     try:
         CheckpointPolicy.parse(checkpoint_every)
     except PolicyError as exc:
@@ -175,8 +184,14 @@ def build_grid(
                 protocol=protocol.to_dict(), method_params=mparams[cls.name], dataset_params=ds_params,
                 precision=precision, evaluators=ev, selection=selection, data_dir=folder, device=device,
                 force=force, suite=suite, reuse_stale=reuse_stale, checkpoint_every=checkpoint_every,
+                compile=compile, deterministic=deterministic,
             ))
     return cells
+
+
+def with_numerics(cells: Sequence[Cell], compile: bool = False, deterministic: bool = False) -> list[Cell]:
+    """``cells`` with ``--compile`` / ``--deterministic`` set (for grids built elsewhere, e.g. suites)."""
+    return [replace(c, compile=compile or c.compile, deterministic=deterministic or c.deterministic) for c in cells]
 
 
 def with_picture_evaluators(registry: Registry, evaluators: Sequence[str]) -> list[str]:
@@ -187,4 +202,4 @@ def with_picture_evaluators(registry: Registry, evaluators: Sequence[str]) -> li
     return [*evaluators, *(name for name in pictures if name not in evaluators)]
 
 
-__all__ = ["Cell", "Outcome", "GridError", "build_grid", "digest", "split_params", "with_picture_evaluators"]
+__all__ = ["Cell", "Outcome", "GridError", "build_grid", "digest", "split_params", "with_numerics", "with_picture_evaluators"]

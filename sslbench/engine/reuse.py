@@ -11,7 +11,7 @@ from typing import Any, Literal, Sequence
 from sslbench.sdk.api import ImageData
 from sslbench.engine.cells import Cell
 from sslbench.engine.plugins import Registry
-from sslbench.engine.provenance import code_provenance, evaluator_provenance, stale_reasons
+from sslbench.engine.provenance import code_provenance, device_part, evaluator_provenance, stale_reasons
 from sslbench.engine.store import RunRecord, Store
 
 #: what executing a cell would do, given what the store holds (see :func:`cell_state`)
@@ -40,7 +40,8 @@ def cell_provenance(registry: Registry | None, cell: Cell, data_fp: str | None =
     if registry is None:
         return None
     try:
-        prov = code_provenance(registry, cell.method, cell.dataset, cell.protocol)
+        prov = code_provenance(registry, cell.method, cell.dataset, cell.protocol,
+                               device_part(cell.device, cell.precision, cell.compile, cell.deterministic))
     except LookupError:
         return None
     if data_fp is not None:

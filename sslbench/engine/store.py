@@ -253,13 +253,18 @@ class Store:
             db.execute("UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running'", (now, run_id))
             db.execute("UPDATE attempts SET heartbeat = ? WHERE run_id = ?", (now, run_id))
 
-    def finish_run(self, run_id: str, *, status: str, error: str | None = None, failed_step: int | None = None, train_seconds: float | None = None, images_per_s: float | None = None, augment_share: float | None = None, peak_memory_mb: float | None = None, history: dict[str, list[float]] | None = None, effort: dict[str, Any] | None = None) -> None:
-        """Store how a training attempt ended (``effort``: steps, images, checkpoints, segments...). When it replaced an earlier result, that result is
+    def finish_run(self, run_id: str, *, status: str, error: str | None = None, failed_step: int | None = None, train_seconds: float | None = None, images_per_s: float | None = None, augment_share: float | None = None, peak_memory_mb: float | None = None, history: dict[str, list[float]] | None = None, effort: dict[str, Any] | None = None, environment: dict[str, Any] | None = None) -> None:
+        """Store how a training attempt ended (``effort``: steps, images, checkpoints, segments...;
+        ``environment``, when given, replaces the one :meth:`start_run` noted: a worker's). When it replaced an earlier result, that result is
         kept under ``<id>-s<k>`` as ``superseded`` (with its metrics and folder), in the same
         transaction that stores the new one. An interrupted replacement is dropped: the earlier
         result stays current."""
         finish = (status, error, failed_step, time.time(), train_seconds, images_per_s, augment_share, peak_memory_mb, json.dumps(history or {}))
         with self._tx() as db:
+            if environment is not None:
+                env = json.dumps(environment, sort_keys=True)
+                db.execute("UPDATE runs SET environment = ? WHERE id = ? AND status = 'running'", (env, run_id))
+                db.execute("UPDATE attempts SET environment = ? WHERE run_id = ?", (env, run_id))
             attempt = db.execute("SELECT * FROM attempts WHERE run_id = ?", (run_id,)).fetchone()
             if attempt is None:
                 db.execute(

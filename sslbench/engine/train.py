@@ -20,19 +20,27 @@ from typing import Any, Protocol as TypingProtocol
 import torch
 
 from sslbench.sdk.api import ImageData, Method
-from sslbench.engine.augment import make_views
+from sslbench.engine.augment import lay_out, make_views
 from sslbench.engine.checkpoint import Checkpointer, rng_state, set_rng_state
+from sslbench.engine import precision as numerics_
+from sslbench.sdk.numerics import strict
+from sslbench.engine.stepwatch import AugmentTimer, Diverged, LossWatch, as_floats, defers
 from sslbench.sdk.protocol import Protocol
 
 
-class Diverged(RuntimeError):
-    """A loss term became NaN or infinite; ``step`` says when (1-based)."""
+class DeviceAssert(RuntimeError):
+    """A CUDA device-side assert (or another sticky accelerator error) ended training. The CUDA
+    context of this process is unusable afterwards: every later cell would fail with misleading
+    errors, so the grid should stop here (the same command, in a new process, goes on)."""
 
-    def __init__(self, step: int, terms: dict[str, float]) -> None:
-        bad = ", ".join(f"{k}={v}" for k, v in terms.items() if not math.isfinite(v))
-        super().__init__(f"diverged at step {step}: {bad}")
-        self.step = step
-        self.terms = terms
+
+def is_device_assert(exc: BaseException) -> bool:
+    """Whether ``exc`` is a sticky CUDA error: ``torch.AcceleratorError`` (torch >= 2.8) or a
+    RuntimeError saying "device-side assert"."""
+    accelerator = getattr(torch, "AcceleratorError", None)
+    if accelerator is not None and isinstance(exc, accelerator):
+        return True
+    return isinstance(exc, RuntimeError) and "device-side assert" in str(exc)
 
 
 #: a training curve has at least this many points, however few epochs the budget has
@@ -63,6 +71,14 @@ class TrainResult:
     resumed_from: tuple[int, int] | None = None
     #: how many processes trained this run (1 + the times it was resumed)
     segments: int = 1
+    #: seconds of the first compiled step, forward and backward compilation included (not in ``seconds``); 0 uncompiled
+    compile_seconds: float = 0.0
+    #: which optimiser ran (:func:`optimizer_name`: "adam (fused)", "adam" when fused was unavailable, "sgd")
+    optimizer: str = ""
+    #: the numerics training ran under (:func:`sslbench.engine.precision.settings`), for the environment
+    numerics: dict[str, Any] = field(default_factory=dict)
+    #: whether the model and views were laid out channels-last (convolutions on CUDA)
+    channels_last: bool = False
 
     @property
     def images_per_s(self) -> float:
@@ -85,6 +101,19 @@ def make_optimizer(method: Method, protocol: Protocol) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, weight_decay=protocol.weight_decay, fused=True)
     except (RuntimeError, TypeError):  # fused kernels unavailable for this device/build
         return torch.optim.Adam(params, lr=lr, weight_decay=protocol.weight_decay)
+
+
+def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+    """Which optimiser :func:`make_optimizer` made: "adam (fused)", "adam" (the fused kernels were
+    unavailable here, or a plain Adam) or "sgd"."""
+    name = type(optimizer).__name__.lower()
+    return f"{name} (fused)" if optimizer.defaults.get("fused") else name
+
+
+def wants_channels_last(method: Method, device: torch.device) -> bool:
+    """Channels-last pays on CUDA for convolutional encoders (cuDNN's NHWC kernels); elsewhere the
+    layout stays as it is."""
+    return device.type == "cuda" and any(isinstance(m, torch.nn.Conv2d) for m in method.modules())
 
 
 def _sync(device: torch.device) -> None:
@@ -143,22 +172,54 @@ def train(
     report_every: int = 10,
     checkpointer: Checkpointer | None = None,
     resume: dict[str, Any] | None = None,
+    compile: bool = False,
+    deterministic: bool = False,
 ) -> TrainResult:
     """Train ``method`` on ``data`` (already on the method's device) for ``epochs`` epochs.
 
-    Raises :class:`Diverged` on the first non-finite loss term. Same seed on CPU gives the same
-    numbers: model initialisation happened under ``torch.manual_seed(seed)`` in the runner, and the
-    batch order and augmentation draw from a generator seeded here. With ``checkpointer``, the
-    whole training state is written as its policy says (and when Ctrl-C stops the loop, which then
-    raises :class:`Interrupted`); ``resume`` (a state it wrote, see
-    :func:`sslbench.engine.checkpoint.load_state`) continues that run exactly where it stopped.
+    Raises :class:`Diverged` on the first non-finite loss (on CUDA found when the loop next looks,
+    see :mod:`sslbench.engine.stepwatch`) and :class:`DeviceAssert` after a sticky CUDA error. Same
+    seed on CPU gives the same numbers: model initialisation happened under
+    ``torch.manual_seed(seed)`` in the runner, and the batch order and augmentation draw from a
+    generator seeded here. With ``checkpointer``, the whole training state is written as its policy
+    says (and when Ctrl-C stops the loop, which then raises :class:`Interrupted`); ``resume`` (a
+    state it wrote, see :func:`sslbench.engine.checkpoint.load_state`) continues that run exactly
+    where it stopped. ``precision``, ``deterministic``: see :mod:`sslbench.engine.precision`;
+    ``compile``: ``torch.compile`` the method's ``loss`` (its compile time is reported apart).
     """
+    numerics = numerics_.Numerics(precision, deterministic, compile)
+    numerics_.check_precision(precision)
+    try:
+        with numerics_.training(numerics) as applied:
+            result = _train(method, data, protocol, epochs, seed, numerics, report, report_every, checkpointer, resume)
+    except RuntimeError as exc:
+        if is_device_assert(exc) and not isinstance(exc, DeviceAssert):
+            raise DeviceAssert(
+                f"CUDA error during training ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); the GPU context of "
+                "this process cannot be used any more: fix the cause (run with CUDA_LAUNCH_BLOCKING=1 to find it) and run the "
+                "same command again, which resumes the grid"
+            ) from exc
+        raise
+    result.numerics = applied
+    return result
+
+
+def compile_loss(method: Method) -> Any:
+    """``torch.compile`` of ``method.loss`` (the method's forward passes and loss terms)."""
+    return torch.compile(method.loss)
+
+
+def _train(
+    method: Method, data: ImageData, protocol: Protocol, epochs: int, seed: int, numerics: numerics_.Numerics,
+    report: Reporter | None, report_every: int, checkpointer: Checkpointer | None, resume: dict[str, Any] | None,
+) -> TrainResult:
     device = data.train_x.device
     result = TrainResult()
     if not method.trainable or epochs <= 0:
         return result
     g = torch.Generator(device=device).manual_seed(seed)
     optimizer = make_optimizer(method, protocol)
+    result.optimizer = optimizer_name(optimizer)
     spec = protocol.augment
     pairs = data.train_next is not None
     if pairs and (method.views != 2 or method.original):
@@ -172,10 +233,14 @@ def train(
     batch = min(protocol.batch_size, n)
     per_epoch = max(1, n // batch)  # drop the last incomplete batch, as SSL training usually does
     total = per_epoch * epochs
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=numerics.precision == "bf16")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     interval = max(1, per_epoch // max(1, math.ceil(HISTORY_POINTS / epochs)))  # steps per history point
+    view_major = bool(getattr(method, "view_major", False))
+    channels_last = result.channels_last = wants_channels_last(method, device)
+    if channels_last:
+        method.to(memory_format=torch.channels_last)
     method.train()
     step, first_epoch, first_batch, elapsed = 0, 0, 0, 0.0
     perm: torch.Tensor | None = None
@@ -195,6 +260,15 @@ def train(
         result.images, result.augment_seconds, result.history = resume["images"], resume["augment_seconds"], resume["history"]
         result.resumed_from = (first_epoch, step)
         result.segments = resume.get("segments", 1) + 1
+    watch = LossWatch(defers(device))
+    timer = AugmentTimer(device)
+    loss_fn = compile_loss(method) if numerics.compile else method.loss
+    compiling = numerics.compile
+
+    def look() -> None:
+        """Check the deferred loss flags (raises Diverged) and collect the augmentation time."""
+        watch.look()
+        result.augment_seconds += timer.take()
 
     def state(epoch: int, next_batch: int) -> dict[str, Any]:
         return {
@@ -216,46 +290,58 @@ def train(
             assert perm is not None
             for b in range(first_batch if epoch == first_epoch else 0, per_epoch):
                 idx = perm[b * batch : (b + 1) * batch]
-                t0 = time.perf_counter()
+                timer.start()
                 if pool is not None:
                     idx = pool[idx]
                     both = torch.cat([data.train_x[idx], data.train_x[data.train_next[idx]]])  # type: ignore[index]
-                    v = make_views(both, spec, views=1, original=False, g=g)  # (2B, 1, C, H, W)
-                    views = torch.cat([v[: len(idx)], v[len(idx) :]], 1)
+                    v = make_views(both, spec, views=1, original=False, g=g)  # (2B, 1, C, H, W): frames, then next frames
+                    views = v.view(2, len(idx), *v.shape[2:]).transpose(0, 1)  # (B, 2, ...), view-major memory
+                    if channels_last or not view_major:
+                        views = lay_out(views, view_major, channels_last)
                 else:
-                    views = make_views(data.train_x[idx], spec, method.views, method.original, g)
-                _sync(device)
-                result.augment_seconds += time.perf_counter() - t0
+                    views = make_views(data.train_x[idx], spec, method.views, method.original, g, view_major, channels_last)
+                timer.stop()
+                t1 = time.perf_counter()
                 with autocast:
-                    terms = method.loss(views)
+                    terms = loss_fn(views)
                 loss = terms["loss"]
                 step += 1
-                if not bool(torch.isfinite(loss)):
-                    raise Diverged(step, {k: float(v.detach()) for k, v in terms.items()})
+                watch.check(step, terms)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 method.after_step()
+                if compiling:  # the first compiled step compiles forward and backward: not training time
+                    compiling = False
+                    _sync(device)
+                    result.compile_seconds = time.perf_counter() - t1
+                    start += result.compile_seconds
                 for k, v in terms.items():
                     v = v.detach().float()
                     sums[k] = sums[k] + v if k in sums else v
                     window[k] = window[k] + v if k in window else v
                 window_steps += 1
                 result.images += len(idx)
-                if report is not None and (step % report_every == 0 or step == total):
-                    report(step, total, {k: float(v) / (b + 1) for k, v in sums.items()})
-                if window_steps == interval or b == per_epoch - 1:
-                    for k, v in window.items():
-                        result.history.setdefault(k, []).append(float(v) / window_steps)
+                last = b == per_epoch - 1
+                reporting = report is not None and (step % report_every == 0 or step == total)
+                history = window_steps == interval or last
+                checkpoint = checkpointer is not None and step < total and (stop.requested or checkpointer.due(step, last, epoch + 1))
+                if reporting or history or checkpoint or last or watch.pending >= report_every:
+                    look()
+                if reporting:
+                    report(step, total, as_floats(sums, b + 1))  # type: ignore[misc]
+                if history:
+                    for k, val in as_floats(window, window_steps).items():
+                        result.history.setdefault(k, []).append(val)
                     result.history.setdefault("_epoch", []).append(round(epoch + (b + 1) / per_epoch, 4))
                     window, window_steps = {}, 0
-                last = b == per_epoch - 1
-                if checkpointer is not None and step < total and (stop.requested or checkpointer.due(step, last, epoch + 1)):
-                    t1 = time.perf_counter()
-                    checkpointer.write(state(epoch + 1, 0) if last else state(epoch, b + 1))
-                    start += time.perf_counter() - t1  # writing a checkpoint is not training time
+                if checkpoint:
+                    t2 = time.perf_counter()
+                    checkpointer.write(state(epoch + 1, 0) if last else state(epoch, b + 1))  # type: ignore[union-attr]
+                    start += time.perf_counter() - t2  # writing a checkpoint is not training time
                 if stop.requested and step < total:
                     raise Interrupted(epoch + 1, epochs, step, checkpointer is not None)
+    look()
     _sync(device)
     result.seconds = elapsed + time.perf_counter() - start
     result.steps = step
@@ -302,10 +388,12 @@ def available_devices() -> list[str]:
 
 
 def pick_device(requested: str | None = None) -> torch.device:
-    """CUDA when present, else CPU; ``requested`` ("cpu", "cuda", "cuda:1", "mps") overrides. Raises
-    :class:`SetupError` listing the available devices when ``requested`` is not one of them."""
+    """CUDA when present, else CPU; ``requested`` ("cpu", "cuda", "cuda:1", "mps") overrides. A CUDA
+    device always comes with its index (``cuda`` is the current device, ``cuda:0`` unless set), so
+    the stored environment says which GPU ran. Raises :class:`SetupError` listing the available
+    devices when ``requested`` is not one of them."""
     if not requested:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return _indexed(torch.device("cuda")) if torch.cuda.is_available() else torch.device("cpu")
     available = available_devices()
     choose = f"available here: {', '.join(available)}"
     try:
@@ -324,13 +412,19 @@ def pick_device(requested: str | None = None) -> torch.device:
         raise SetupError(f"--device {requested}: CUDA is not available on this machine ({choose})")
     if device.index is not None and f"cuda:{device.index}" not in available:
         raise SetupError(f"--device {requested}: this machine has no CUDA device {device.index} ({choose})")
-    return device
+    return _indexed(device)
+
+
+def _indexed(device: torch.device) -> torch.device:
+    """``cuda`` -> ``cuda:N`` with N the current CUDA device."""
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 @torch.no_grad()
 def embed_all(method: Method, x_uint8: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Frozen representations of un-augmented images, in eval mode, batched on the device."""
     method.eval()
-    out = [method.embed(x_uint8[i : i + batch_size].float().div_(255)) for i in range(0, x_uint8.shape[0], batch_size)]
+    with strict():  # evaluation in full fp32, whatever the training allowed
+        out = [method.embed(x_uint8[i : i + batch_size].float().div_(255)) for i in range(0, x_uint8.shape[0], batch_size)]
     return torch.cat(out).float()
 

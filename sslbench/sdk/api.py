@@ -200,6 +200,11 @@ class Method(_Parametrised, nn.Module):
     params: ClassVar[Mapping[str, Param]] = {}
     #: whether the method has anything to train (the random-encoder floor does not)
     trainable: ClassVar[bool] = True
+    #: whether ``loss`` takes the views one at a time (``views[:, j]``): the loop then lays the
+    #: (B, V, C, H, W) tensor out view after view in memory, so each ``views[:, j]`` is contiguous
+    #: (same shape, same values; ``views.flatten(0, 1)`` would then copy, so methods that pass all
+    #: views at once keep the default)
+    view_major: ClassVar[bool] = False
 
     @classmethod
     def declared_params(cls) -> dict[str, Param]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 from torch.nn import functional as F
@@ -33,19 +34,39 @@ def bernoulli_nll(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
 
 
 def reparameterise(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """z = mu + sigma * eps, eps ~ N(0, I)."""
-    return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    """z = mu + sigma * eps, eps ~ N(0, I), in fp32 even under bf16 autocast (exp of a bf16
+    log-variance and the sum with mu would lose the small sigmas)."""
+    with torch.autocast(device_type=mu.device.type, enabled=False):
+        mu = mu.float()
+        return mu + torch.randn_like(mu) * torch.exp(0.5 * logvar.float())
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
     """SimCLR's NT-Xent (Chen et al. 2020, eq. 1), averaged over the 2B anchors.
 
     For anchor i its positive is the other view of the same image; the 2B-2 other views are the
-    negatives; similarity is cosine / temperature.
+    negatives; similarity is cosine / temperature. The similarities are computed in fp32 even under bf16 autocast.
     """
     b = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2], 0), dim=1)
-    sim = z @ z.t() / temperature
-    sim.fill_diagonal_(float("-inf"))
-    target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
-    return F.cross_entropy(sim, target)
+    with torch.autocast(device_type=z1.device.type, enabled=False):
+        z = F.normalize(torch.cat([z1.float(), z2.float()], 0), dim=1)
+        sim = z @ z.t() / temperature
+        sim.fill_diagonal_(float("-inf"))
+        return F.cross_entropy(sim, positive_index(b, z.device))
+
+
+def _positive_index(b: int, device: torch.device) -> torch.Tensor:
+    return torch.cat([torch.arange(b, 2 * b, device=device), torch.arange(0, b, device=device)])
+
+
+_cached_positive_index = lru_cache(maxsize=16)(_positive_index)
+
+
+def positive_index(b: int, device: torch.device) -> torch.Tensor:
+    """NT-Xent's targets for 2B anchors, ``[B, ..., 2B-1, 0, ..., B-1]``, made on ``device`` (no
+    host-to-device copy per step) and cached per batch size and device; inside ``torch.compile``
+    made in the graph instead."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    if compiling is not None and compiling():
+        return _positive_index(b, device)
+    return _cached_positive_index(b, device)

@@ -67,6 +67,7 @@ class MoCo(Method):
     name = "moco"
     family = "discriminative"
     description = "MoCo v2: momentum key encoder, queue of negatives, InfoNCE, MLP head"
+    view_major = True  # each view goes through the networks on its own
     params = {
         "temperature": Param(0.2, "InfoNCE temperature (MoCo v2: 0.2)", minimum=1e-4),
         "momentum": Param(0.99, "key encoder momentum m (MoCo v2 on ImageNet: 0.999; 0.99 suits 50-60k images)", minimum=0.0),
@@ -128,12 +129,17 @@ class MoCo(Method):
         return F.normalize(y, dim=1).float()
 
     def info_nce(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """MoCo eq. 1: cross-entropy with the positive logit q.k+ in column 0 and the queue after it."""
-        positive = (q * k.to(q.dtype)).sum(1, keepdim=True)
-        negative = q @ self.queue.t().to(q.dtype)
-        logits = torch.cat([positive, negative], 1) / float(self.hparams["temperature"])
-        target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
-        return F.cross_entropy(logits, target)
+        """MoCo eq. 1: cross-entropy with the positive logit q.k+ in column 0 and the queue after it.
+
+        The logits over up to 65,536 negatives are computed in fp32 even under bf16 autocast (in
+        bf16 the positive would be lost among the negatives' rounding errors)."""
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            q = q.float()
+            positive = (q * k.float()).sum(1, keepdim=True)
+            negative = q @ self.queue.t().float()
+            logits = torch.cat([positive, negative], 1) / float(self.hparams["temperature"])
+            target = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
+            return F.cross_entropy(logits, target)
 
     def loss(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         x1, x2 = views[:, 0], views[:, 1]
@@ -152,10 +158,12 @@ class MoCo(Method):
     # -- after each optimiser step: momentum update, then enqueue ------------------------------
     @torch.no_grad()
     def momentum_update(self) -> None:
-        """MoCo eq. 2: theta_k <- m * theta_k + (1 - m) * theta_q, for the encoder and the head."""
+        """MoCo eq. 2: theta_k <- m * theta_k + (1 - m) * theta_q, for the encoder and the head, in
+        two multi-tensor kernels (the same two operations per parameter as a loop, so the same numbers)."""
         m = float(self.hparams["momentum"])
-        for pk, pq in zip(self._key_parameters(), self._query_parameters()):
-            pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
+        keys = [p.data for p in self._key_parameters()]
+        torch._foreach_mul_(keys, m)
+        torch._foreach_add_(keys, [p.detach() for p in self._query_parameters()], alpha=1.0 - m)
 
     @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:

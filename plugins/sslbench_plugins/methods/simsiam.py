@@ -58,6 +58,7 @@ class SimSiam(Method):
     name = "simsiam"
     family = "discriminative"
     description = "SimSiam: predictor + stop-gradient, symmetrised negative cosine, no negatives"
+    view_major = True  # each view goes through the networks on its own
     params = {
         "proj_dim": Param(2048, "projector width and output size (paper: 2048)", minimum=1),
         "proj_layers": Param(2, "projector layers (paper: 2 on CIFAR, 3 on ImageNet)", choices=(1, 2, 3)),

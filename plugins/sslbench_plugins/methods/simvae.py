@@ -36,9 +36,12 @@ from sslbench_plugins.methods.vae import LIKELIHOOD_PARAMS, GaussianVAEBase
 def simvae_prior_term(z: torch.Tensor, prior_var: float) -> torch.Tensor:
     """-log p(z_j | y) = ||z_j - z_bar||^2 / (2 prior_var) for z of shape (B, J, D); returns (B, J).
 
-    z_bar is the mean over the J views of each image (gradients flow through it)."""
-    z_bar = z.mean(1, keepdim=True)
-    return (z - z_bar).pow(2).sum(-1) / (2.0 * prior_var)
+    z_bar is the mean over the J views of each image (gradients flow through it). Computed in fp32
+    even under bf16 autocast (a small prior variance magnifies rounding errors)."""
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = z.float()
+        z_bar = z.mean(1, keepdim=True)
+        return (z - z_bar).pow(2).sum(-1) / (2.0 * prior_var)
 
 
 class SimVAE(GaussianVAEBase):

@@ -71,6 +71,7 @@ class VICReg(Method):
     name = "vicreg"
     family = "discriminative"
     description = "VICReg: invariance + variance + covariance regularisation on an expander, no negatives"
+    view_major = True  # each view goes through the networks on its own
     params = {
         "invariance_weight": Param(25.0, "lambda, weight of the invariance term (paper: 25)", minimum=0.0),
         "variance_weight": Param(25.0, "mu, weight of the variance term (paper: 25)", minimum=0.0),
