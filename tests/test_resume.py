@@ -245,3 +245,20 @@ def test_a_write_waits_and_retries_while_another_process_holds_the_lock(tmp_path
     t0 = time.perf_counter()
     store.set_suite("nothing", "x")  # a write: waits for the other writer, then goes through
     assert time.perf_counter() - t0 >= 0.9
+
+
+def test_a_result_stored_by_another_process_meanwhile_is_not_trained_again(reg, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The race two bench processes hit: one decides to train a run that has no record, the other
+    stores its result before the first claims it; the claim must not replace that fresh result."""
+    from sslbench.engine.store import RunClaimed
+
+    store = Store(tmp_path)
+    cell = vae_cell(reg, epochs=1)
+    cfg = json.loads(cell.to_json())
+    store.start_run(cell.run_id, cfg, cell.protocol, "x", {}, None)  # the other process, start to finish
+    store.finish_run(cell.run_id, status="done")
+    with pytest.raises(RunClaimed, match="stored it since"):
+        store.start_run(cell.run_id, cfg, cell.protocol, "x", {}, None, replaces=False)
+    assert store.get_run(cell.run_id).status == "done" and store.runs(status="superseded") == []
+    store.start_run(cell.run_id, cfg, cell.protocol, "x", {}, None, replaces=True)  # a knowing retrain keeps it until replaced
+    assert store.get_run(cell.run_id).replacement is not None

@@ -33,7 +33,7 @@ from sslbench.engine.limits import check_batch
 from sslbench.engine.plugins import Registry
 from sslbench.engine.reuse import assess_cell, cell_provenance, data_fingerprint
 from sslbench.engine.runlog import write_run_logs
-from sslbench.engine.store import CHECKPOINT_NAME, RunClaimed, Store
+from sslbench.engine.store import CHECKPOINT_NAME, RESULT_STATUSES, RunClaimed, Store
 from sslbench.engine.train import pick_device
 
 
@@ -182,6 +182,7 @@ def prepare_cell(cell: Cell, store: Store, registry: Registry, data_cache: DataC
     data, data_fp = data_cache.get_with_fingerprint(registry, cell, device)
     # a --batch-size the data cannot fill is that data set's error (BatchSizeError is a DataError)
     check_batch(Protocol.from_dict(cell.protocol), data.train_x.shape[0], cell.dataset, registry.lookup("datasets", cell.dataset).protocol)
+    before = store.get_run(run_id)  # what this process decides on: a result it would replace, or none
     state, reasons = assess_cell(store, cell, registry, data_fp)
     if cell.suite:
         store.set_suite(run_id, cell.suite)
@@ -203,7 +204,8 @@ def prepare_cell(cell: Cell, store: Store, registry: Registry, data_cache: DataC
         env["data_note"] = data.note
     try:
         folder = store.start_run(run_id, json.loads(cell.to_json()), cell.protocol, Protocol.from_dict(cell.protocol).hash(), env,
-                                 cell.suite, provenance, resumable_folder(store, cell))
+                                 cell.suite, provenance, resumable_folder(store, cell),
+                                 replaces=before is not None and before.status in RESULT_STATUSES)
     except RunClaimed as exc:
         outcome.status, outcome.message = "busy", f"being trained by {exc.owner}"
         return outcome

@@ -192,11 +192,13 @@ class Store:
                                   "alive": owner_alive(attempt["owner"], attempt["heartbeat"] or attempt["started"])}
         return record
 
-    def start_run(self, run_id: str, cell: dict[str, Any], protocol: dict[str, Any], protocol_hash: str, environment: dict[str, Any], suite: str | None, provenance: dict[str, Any] | None = None, folder: str | None = None) -> str:
+    def start_run(self, run_id: str, cell: dict[str, Any], protocol: dict[str, Any], protocol_hash: str, environment: dict[str, Any], suite: str | None, provenance: dict[str, Any] | None = None, folder: str | None = None, replaces: bool = True) -> str:
         """Record that this process trains ``run_id`` into ``folder`` (default :meth:`new_folder`);
         returns the folder name. When the run holds a result (done or diverged) it is kept as it is
         until :meth:`finish_run` stores the replacement (then it is kept as ``superseded``); an
-        unfinished, crashed or interrupted record is replaced at once."""
+        unfinished, crashed or interrupted record is replaced at once. Raises :class:`RunClaimed`
+        when a live process trains the run, and, with ``replaces`` False (the caller found no result
+        to replace), when another process stored a result since the caller looked."""
         folder = folder or self.new_folder(run_id)
         now = time.time()
         values = (json.dumps(cell, sort_keys=True), json.dumps(protocol, sort_keys=True), protocol_hash,
@@ -208,6 +210,8 @@ class Store:
                 if claim is not None and claim["owner"] != owner_id() and owner_alive(claim["owner"], claim["heartbeat"] or claim["started"]):
                     raise RunClaimed(run_id, claim["owner"])
             keep = row is not None and (row["status"] in RESULT_STATUSES or self._has_values(db, run_id))
+            if keep and not replaces and row["status"] in RESULT_STATUSES:
+                raise RunClaimed(run_id, "another process, which has stored it since")
             db.execute("DELETE FROM attempts WHERE run_id = ?", (run_id,))
             if keep:
                 db.execute(
