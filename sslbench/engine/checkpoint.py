@@ -82,17 +82,6 @@ class CheckpointPolicy:
     def off(self) -> bool:
         return not (self.auto or self.every_s or self.every_epochs or self.every_steps)
 
-    def to_text(self) -> str:
-        if self.auto:
-            return "auto"
-        if self.off:
-            return "off"
-        if self.every_epochs:
-            return f"{self.every_epochs}e"
-        if self.every_steps:
-            return f"{self.every_steps}steps"
-        return f"{self.every_s:g}s"
-
 
 @dataclass
 class Checkpointer:

@@ -4,11 +4,10 @@ have changed since (see :mod:`sslbench.engine.provenance`)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Literal, Sequence
 
-from sslbench.sdk.api import ImageData
+from sslbench.sdk.data import data_fingerprint as data_fingerprint  # re-exported: the data part of a provenance
 from sslbench.engine.cells import Cell
 from sslbench.engine.plugins import Registry
 from sslbench.engine.provenance import code_provenance, device_part, evaluator_provenance, stale_reasons
@@ -17,21 +16,6 @@ from sslbench.engine.store import RunRecord, Store
 #: what executing a cell would do, given what the store holds (see :func:`cell_state`)
 CellState = Literal["complete", "evaluate", "train", "stale", "retrain", "failed"]
 CELL_STATES: tuple[CellState, ...] = ("complete", "evaluate", "train", "stale", "retrain", "failed")
-
-
-def data_fingerprint(data: ImageData) -> str:
-    """The data part of a run's provenance (:func:`sslbench.sdk.data.data_fingerprint`)."""
-    from sslbench.sdk import data as sdk_data
-
-    fingerprint = getattr(sdk_data, "data_fingerprint", None)
-    if fingerprint is not None:
-        return str(fingerprint(data))
-    h = hashlib.sha256()
-    for t in (data.train_x, data.train_y, data.test_x, data.test_y):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()[:16]
 
 
 def cell_provenance(registry: Registry | None, cell: Cell, data_fp: str | None = None) -> dict[str, Any] | None:

@@ -241,15 +241,6 @@ class Store:
             return None
         return row["folder"]
 
-    def claimed_by(self, run_id: str) -> str | None:
-        """The owner (``host:pid``) of a live claim on ``run_id`` by another process, else None."""
-        record = self.get_run(run_id)
-        if record is not None and record.status == "running" and record.owner != owner_id():
-            return record.owner
-        if record is not None and record.replacement and record.replacement["alive"] and record.replacement["owner"] != owner_id():
-            return record.replacement["owner"]
-        return None
-
     def heartbeat(self, run_id: str) -> None:
         """Note that the owner of ``run_id``'s training is alive (see :func:`owner_alive`)."""
         now = time.time()
