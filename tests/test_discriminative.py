@@ -97,7 +97,8 @@ def test_default_queue_is_sized_to_the_data_set() -> None:
     assert default_queue_size(60000, 128) == 59904  # 468 full batches
     assert default_queue_size(100, 128) == 128  # never less than one batch
     assert default_queue_size(10_000_000, 256) == 65536  # the published K caps it
-    assert build("moco", ctx_for(num_train=70)).queue_size == 64  # 4 batches of 16
+    assert build("moco", ctx_for(num_train=70)).queue_size == 4096  # MoCo's CIFAR-10 recipe, whatever the data set
+    assert build("moco", ctx_for(num_train=70), queue_size=0).queue_size == 64  # 0: sized to the data set, 4 batches of 16
 
 
 def test_moco_queue_is_a_ring_buffer_with_wraparound() -> None:

@@ -6,7 +6,8 @@ jitter and grayscale are a few vectorised tensor ops. A method asking for J view
 out view after view, so that each ``views[:, j]`` is one contiguous block (a method that runs each
 view through its networks separately then copies nothing), with the very same numbers: the random
 parameters are drawn in the same (image-major) order and only handed to the images in another. Semantics follow torchvision's
-``RandomResizedCrop`` (area fraction and log-uniform aspect ratio, crop inside the image; bilinear),
+``RandomResizedCrop`` (area fraction and log-uniform aspect ratio, whole-pixel crop boxes inside the
+image, as its ``get_params``; bilinear),
 ``RandomHorizontalFlip``/``RandomVerticalFlip`` and ``ColorJitter`` (brightness, contrast, saturation,
 hue, applied in that fixed order rather than a random one).
 """
@@ -25,29 +26,71 @@ def _uniform(n: int, low: float, high: float, g: torch.Generator, device: torch.
     return torch.rand(n, generator=g, device=device) * (high - low) + low
 
 
-def crop_params(n: int, spec: AugmentSpec, g: torch.Generator, device: torch.device) -> tuple[torch.Tensor, ...]:
+def crop_params(
+    n: int, spec: AugmentSpec, g: torch.Generator, device: torch.device, size: tuple[int, int] | None = None,
+) -> tuple[torch.Tensor, ...]:
     """Per-sample crop width/height (fractions of the side) and centre (normalised [-1, 1] coords).
 
-    Area fraction s ~ U(scale) and ratio r = w/h log-uniform in ``ratio`` give w = sqrt(s r),
-    h = sqrt(s / r); like torchvision, a draw that does not fit is redrawn (up to 10 times) and the
-    rest fall back to the whole image clamped to the ratio range.
+    Area fraction s ~ U(scale) and ratio r = w/h log-uniform in ``ratio``; like torchvision, a draw
+    that does not fit is redrawn (up to 10 times). With ``size`` = (height, width), the image the
+    crops are for (what :func:`augment` passes), the boxes are torchvision's
+    ``RandomResizedCrop.get_params`` boxes: whole pixels, w = round(sqrt(s r H W)),
+    h = round(sqrt(s H W / r)) (round half to even, as Python's ``round``), a draw fits when
+    0 < w <= W and 0 < h <= H, the top-left corner is a whole pixel uniform in [0, H - h] x [0, W - w],
+    and when no draw fits, torchvision's central crop at the ratio clamped to the range. Without
+    ``size``: the same draws for a continuous image (w = sqrt(s r), h = sqrt(s / r), centre uniform in
+    the room left; no draw fits: the whole image).
     """
     tries = 10
     s = torch.rand(n, tries, generator=g, device=device) * (spec.crop_scale[1] - spec.crop_scale[0]) + spec.crop_scale[0]
     log_lo, log_hi = math.log(spec.crop_ratio[0]), math.log(spec.crop_ratio[1])
     r = torch.exp(torch.rand(n, tries, generator=g, device=device) * (log_hi - log_lo) + log_lo)
+    if size is not None:
+        return _pixel_boxes(s, r, g, spec, size)
     cw, ch = torch.sqrt(s * r), torch.sqrt(s / r)
     ok = (cw <= 1) & (ch <= 1)
     first = ok.float().argmax(1, keepdim=True)  # the first draw that fits, as torchvision's retry loop
     w, h = cw.gather(1, first).squeeze(1), ch.gather(1, first).squeeze(1)
-    # no draw fits (rare): torchvision falls back to a central crop at the clamped ratio; here the
-    # whole image, whose ratio 1 lies inside every protocol's range
+    # no draw fits (rare): the whole image, whose ratio 1 lies inside every protocol's range
     fits = ok.any(1)
     w = torch.where(fits, w, torch.ones_like(w))
     h = torch.where(fits, h, torch.ones_like(h))
     cx = (_uniform(n, -1.0, 1.0, g, device)) * (1 - w)
     cy = (_uniform(n, -1.0, 1.0, g, device)) * (1 - h)
     return w, h, cx, cy
+
+
+def _pixel_boxes(s: torch.Tensor, r: torch.Tensor, g: torch.Generator, spec: AugmentSpec, size: tuple[int, int]) -> tuple[torch.Tensor, ...]:
+    """:func:`crop_params` for an image of ``size`` (height, width): torchvision's whole-pixel boxes
+    from the draws ``s``, ``r`` (n, tries), as (w / W, h / H, centre x, centre y) in grid units."""
+    n, device = s.shape[0], s.device
+    height, width = size
+    area = float(height * width)
+    cw = torch.round(torch.sqrt(s * r * area))  # pixels; torch.round is half-to-even, as Python's round
+    ch = torch.round(torch.sqrt(s / r * area))
+    ok = (cw > 0) & (cw <= width) & (ch > 0) & (ch <= height)
+    first = ok.float().argmax(1, keepdim=True)  # the first draw that fits, as torchvision's retry loop
+    w, h = cw.gather(1, first).squeeze(1), ch.gather(1, first).squeeze(1)
+    # no draw fits (rare): torchvision's central crop, the ratio clamped to the range
+    in_ratio = width / height
+    if in_ratio < min(spec.crop_ratio):
+        fw, fh = width, int(round(width / min(spec.crop_ratio)))
+    elif in_ratio > max(spec.crop_ratio):
+        fw, fh = int(round(height * max(spec.crop_ratio))), height
+    else:
+        fw, fh = width, height
+    fits = ok.any(1)
+    w = torch.where(fits, w, torch.full_like(w, float(fw)))
+    h = torch.where(fits, h, torch.full_like(h, float(fh)))
+    # the corner: the same two uniform draws as the continuous case, made whole pixels
+    # (floor(u * (room + 1)) is uniform over 0..room, as torch.randint(0, room + 1)); central on fallback
+    ux, uy = torch.rand(n, generator=g, device=device), torch.rand(n, generator=g, device=device)
+    left = torch.minimum(torch.floor(ux * (width - w + 1)), width - w)
+    top = torch.minimum(torch.floor(uy * (height - h + 1)), height - h)
+    left = torch.where(fits, left, torch.full_like(left, float((width - fw) // 2)))
+    top = torch.where(fits, top, torch.full_like(top, float((height - fh) // 2)))
+    # grid units (align_corners=False): the box [left, left + w) spans 2 left / W - 1 .. 2 (left + w) / W - 1
+    return w / width, h / height, (2 * left + w) / width - 1, (2 * top + h) / height - 1
 
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -144,7 +187,7 @@ def augment(x: torch.Tensor, spec: AugmentSpec, g: torch.Generator, order: torch
     image, so a reordered batch gives the very same images, reordered."""
     n, c, height, width = x.shape
     device = x.device
-    w, h, cx, cy = (_rows(t, order) for t in crop_params(n, spec, g, device))
+    w, h, cx, cy = (_rows(t, order) for t in crop_params(n, spec, g, device, (height, width)))
     sx = torch.where(_rows(torch.rand(n, generator=g, device=device), order) < spec.hflip_p, -w, w)
     sy = torch.where(_rows(torch.rand(n, generator=g, device=device), order) < spec.vflip_p, -h, h)
     # the affine map has no rotation or shear, so the sampling grid is two broadcast products

@@ -93,6 +93,17 @@ class Labelled:
     val_index: torch.Tensor
 
 
+def fit_index_for(inputs: "EvalInputs") -> torch.Tensor:
+    """The train indices a probe (or any fitted read-out) is trained on, by the selection rule: under
+    ``--select val`` train minus the validation split (``inputs.fit_index``; the split picks the
+    epoch, k or penalty); under ``--select test`` ALL of train, since the test set picks them (the
+    SimVAE paper's practice) and holding the split out would only shrink the fit. Every evaluator
+    that fits on train takes its fit indices from here."""
+    if inputs.selection == "test":
+        return torch.arange(inputs.train_z.shape[0], device=inputs.val_index.device)
+    return inputs.fit_index
+
+
 def labelled(train_z: torch.Tensor, train_y: torch.Tensor, test_z: torch.Tensor, test_y: torch.Tensor, fit_index: torch.Tensor, val_index: torch.Tensor) -> Labelled:
     """Drop samples whose label is negative (unlabelled) from both splits; see :class:`Labelled`.
 
@@ -233,11 +244,12 @@ def classification_probe_metrics(prefix: str, probe: str) -> tuple[Metric, ...]:
 
 def classification_probe(inputs: "EvalInputs", head: nn.Module, prefix: str, options: dict) -> dict[str, float]:
     """The protocol's probe evaluation shared by the linear and MLP probes: unlabelled (-1) images left
-    out, features standardised on the fit split, ``head`` trained by :func:`probe_curves`, epoch chosen
-    by ``inputs.selection``; reports ``<prefix>_acc``, ``<prefix>_epoch`` and, beyond five classes,
+    out, features standardised on the fit split (:func:`fit_index_for`: train minus the validation
+    split, or all of train under ``--select test``), ``head`` trained by :func:`probe_curves`, epoch
+    chosen by ``inputs.selection``; reports ``<prefix>_acc``, ``<prefix>_epoch`` and, beyond five classes,
     ``<prefix>_top5`` at the chosen epoch (declared by :func:`classification_probe_metrics`)."""
     data = inputs.data
-    lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y, inputs.fit_index, inputs.val_index)
+    lab = labelled(inputs.train_z, data.train_y, inputs.test_z, data.test_y, fit_index_for(inputs), inputs.val_index)
     fit, val = lab.fit_index, lab.val_index
     fit_z, val_z, test_z = standardise(lab.train_z[fit], lab.train_z[val], lab.test_z)
     topks = (1, 5) if data.num_classes > 5 else (1,)

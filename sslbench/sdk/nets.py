@@ -2,8 +2,9 @@
 
 * ``mlp``: the MNIST/FashionMNIST network, 784-500-500-2000-z with ReLU, decoder mirrored.
 * ``resnet``: the small ResNet18-style conv encoder of the colour data sets (channels
-  16-32-64-128-256, two basic blocks per stage, global average pool, linear head) and a mirrored conv
-  decoder (linear to a 256-channel map of side H/16, four upsampling residual stages).
+  16-32-64-128-256, two basic blocks per stage, the last 256-channel map of side H/16 flattened into
+  the linear head, no global pooling) and a mirrored conv decoder (linear to a 256-channel map of
+  side H/16, four upsampling residual stages).
 
 Both are registered as built-in architectures through the same hook a plugin uses. Encoders take
 images in [0, 1]; decoders return logits (``sigmoid`` gives the image mean).
@@ -94,21 +95,35 @@ class UpBlock(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
+    """Stem (3x3 conv, stride 1), then per further channel count two basic blocks, the first of them
+    with stride 1 in the first stage and stride 2 after it (ResNet18's layout: layer1 keeps the
+    resolution), then the last feature map flattened into the linear head (the paper's Table 4: no
+    global pooling). Each stride-2 stage takes a side s to ceil(s / 2), so with 16-32-64-128-256 the
+    map is 256 x ceil(H/8) x ceil(W/8): 256 x 4 x 4 for 32 x 32 images (Table 4), 256 x 8 x 8 for 64 x 64."""
+
     def __init__(self, image_shape: tuple[int, int, int], out_dim: int, channels: Sequence[int]) -> None:
         super().__init__()
         c0, *stages = channels
         self.stem = nn.Sequential(nn.Conv2d(image_shape[0], c0, 3, 1, 1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
         c_prev = c0
-        for c in stages:
-            blocks += [BasicBlock(c_prev, c, stride=2), BasicBlock(c, c)]
+        for i, c in enumerate(stages):
+            blocks += [BasicBlock(c_prev, c, stride=1 if i == 0 else 2), BasicBlock(c, c)]
             c_prev = c
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Linear(c_prev, out_dim)
+        self.map_shape = (c_prev, *final_side(image_shape[1:], max(0, len(stages) - 1)))
+        self.head = nn.Linear(math.prod(self.map_shape), out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.stem(x))
-        return self.head(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+        return self.head(torch.flatten(self.blocks(self.stem(x)), 1))
+
+
+def final_side(sides: Sequence[int], stride2_stages: int) -> tuple[int, ...]:
+    """Each side after ``stride2_stages`` 3x3 stride-2 convolutions with padding 1: s -> ceil(s / 2)."""
+    out = list(sides)
+    for _ in range(stride2_stages):
+        out = [(s + 1) // 2 for s in out]
+    return tuple(out)
 
 
 class ResNetDecoder(nn.Module):

@@ -11,8 +11,9 @@ from the standardised representation:
 * "continuous": ridge regression in closed form, scored by R^2; the penalty is picked from a grid.
 
 Epochs and penalties are chosen on the validation split carved from train (probes fitted on the
-rest; default) or on the test set (``--select test``). Targets that are NaN (or negative for
-categorical columns) are unknown and left out of that column only (e.g. the rotation of a circle).
+rest; default) or on the test set (``--select test``; probes then fitted on all of train). Targets
+that are NaN (or negative for categorical columns) are unknown and left out of that column only
+(e.g. the rotation of a circle).
 Metrics: ``attr_<name>`` per column, ``attr_mean_acc`` over the binary/categorical ones and
 ``attr_mean_r2`` over the continuous ones.
 """
@@ -25,7 +26,7 @@ from torch.nn import functional as F
 
 from sslbench import hookimpl
 from sslbench.sdk.api import EvalInputs, Evaluator, Metric, Param
-from sslbench.sdk.evaluation import Curve, ridge_curve, standardise
+from sslbench.sdk.evaluation import Curve, fit_index_for, ridge_curve, standardise
 
 CATEGORICAL = ("binary", "categorical")
 #: ridge penalties tried (times the number of fit samples; standardised inputs)
@@ -115,7 +116,7 @@ class Attributes(Evaluator):
 
     def evaluate(self, inputs: EvalInputs, **options) -> dict[str, float]:  # type: ignore[no-untyped-def]
         data = inputs.data
-        fit, val = inputs.fit_index, inputs.val_index
+        fit, val = fit_index_for(inputs), inputs.val_index
         fit_z, val_z, test_z = standardise(inputs.train_z[fit].float(), inputs.train_z[val].float(), inputs.test_z.float())
         train_a = data.train_attrs.float().to(fit_z.device)  # type: ignore[union-attr]
         test_a = data.test_attrs.float().to(fit_z.device)  # type: ignore[union-attr]

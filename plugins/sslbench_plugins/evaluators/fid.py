@@ -8,7 +8,9 @@ process):
 * ``fid_recon`` -- reconstructions of those test images (``inputs.decoder()`` of their frozen
   representations);
 * ``fid_samples`` -- as many class-conditional samples (a full-covariance Gaussian per class fitted to
-  the train representations, sampled with the subset's class counts and decoded; SimVAE paper A.7.6).
+  the labelled train representations, sampled in the proportions of the subset's labelled images and
+  decoded; SimVAE paper A.7.6). Images labelled -1 (no class, e.g. CelebA images with zero or several
+  hair colours) are in no class: they fit no Gaussian, and the sample set keeps the subset's size.
 
 Images are prepared as pytorch-fid prepares image files: grey images repeated to three channels, values
 quantised to 8 bits, then its InceptionV3 resizes to 299x299 (bilinear) and scales to [-1, 1].
@@ -173,6 +175,26 @@ def reference_index(num_test: int, num_images: int) -> torch.Tensor:
     return torch.randperm(num_test, generator=torch.Generator().manual_seed(0))[: min(num_images, num_test)]
 
 
+def sample_counts(ref_y: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """How many class-conditional samples of each of ``classes`` stand in for the reference subset
+    with labels ``ref_y``: as many samples in all as the subset has images, shared among the classes
+    in proportion to the subset's labelled images (largest remainders get the rounding), so images
+    labelled -1 (no class) are no class of their own and the sample set stays the reference's size
+    (FID's bias depends on it). Without unlabelled images these are the subset's class counts. All
+    zero when the subset has no labelled image."""
+    labelled = torch.stack([(ref_y == c).sum() for c in classes]).double()
+    total, known = ref_y.numel(), float(labelled.sum())
+    if known == 0:
+        return torch.zeros(len(classes), dtype=torch.long)
+    share = labelled * total / known
+    counts = share.floor().long()
+    rest = total - int(counts.sum())
+    if rest > 0:  # ties go to the first class, stably
+        order = torch.argsort(-(share - counts.double()), stable=True)
+        counts[order[:rest]] += 1
+    return counts
+
+
 class FID(Evaluator):
     name = "fid"
     description = "FID (pytorch-fid InceptionV3) of test reconstructions and class-conditional samples vs test images"
@@ -212,12 +234,14 @@ class FID(Evaluator):
 
         if needs_labels(inputs) is None:
             train_y = data.train_y.to(inputs.train_z.device)
-            gaussians = ClassGaussians.fit(inputs.train_z, train_y)
+            keep = train_y >= 0  # unlabelled images (-1, e.g. CelebA's) belong to no class Gaussian
+            gaussians = ClassGaussians.fit(inputs.train_z[keep], train_y[keep])
             ref_y = data.test_y[idx.to(data.test_y.device)].cpu()
-            counts = torch.stack([(ref_y == c).sum() for c in gaussians.classes.cpu()])
-            z, _ = gaussians.sample(counts, torch.Generator().manual_seed(inputs.seed))
-            samples = decode_all(inputs, z)
-            metrics["fid_samples"] = frechet_distance(*statistics(feats(samples)), mu_real, cov_real)
+            counts = sample_counts(ref_y, gaussians.classes.cpu())
+            if int(counts.sum()) > 0:
+                z, _ = gaussians.sample(counts, torch.Generator().manual_seed(inputs.seed))
+                samples = decode_all(inputs, z)
+                metrics["fid_samples"] = frechet_distance(*statistics(feats(samples)), mu_real, cov_real)
         return metrics
 
 

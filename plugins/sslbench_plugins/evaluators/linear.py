@@ -2,7 +2,7 @@
 
 Trained with Adam on the cached embeddings (on the device); the reported epoch is chosen on the
 validation split (default) or on the test set (``--select test``). With ``--select val`` the probe is
-fitted on train minus the validation split. With more than five classes the top-5 accuracy at the
+fitted on train minus the validation split, with ``--select test`` on all of train. With more than five classes the top-5 accuracy at the
 chosen epoch is reported as ``linear_top5``. Samples labelled -1 (no class) are left out."""
 
 from __future__ import annotations

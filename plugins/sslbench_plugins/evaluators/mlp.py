@@ -2,8 +2,8 @@
 
 Trained with Adam and cross-entropy on the cached embeddings (on the device); the reported epoch is
 chosen on the validation split carved from train (default; the probe is then fitted on the rest of
-train) or on the test set (``--select test``). With more than five classes the top-5 accuracy at the
-chosen epoch is reported too. Samples labelled -1 (no class) are left out.
+train) or on the test set (``--select test``; the probe is then fitted on all of train). With more
+than five classes the top-5 accuracy at the chosen epoch is reported too. Samples labelled -1 (no class) are left out.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ nothing to select, so the validation split is not used. Reported, on test:
 * ``position_matched_px``: object-wise read-out, for representations whose units come in (x, y)
   pairs (units 2j, 2j + 1), as the ``balls`` encoder's centres of mass do: each object's centre is
   read out affinely from one unit pair only, objects are matched one-to-one to pairs by the Hungarian
-  algorithm on the test errors' sum, and the mean matched error is reported. Small only when each
+  algorithm on the sum of the read-outs' train errors, and the mean test error under that matching is
+  reported (the test frames choose nothing). Small only when each
   pair tracks one object by itself; omitted when there are fewer pairs than objects.
 
 Why both: a centre of mass of any map that responds to non-overlapping, never-clipped balls is close
@@ -43,14 +44,22 @@ def position_columns(attr_names: list[str] | tuple[str, ...], attr_kinds: list[s
     ]
 
 
-def affine_readout(train_z: torch.Tensor, train_t: torch.Tensor, test_z: torch.Tensor) -> torch.Tensor:
-    """Least-squares affine map from ``train_z`` to ``train_t`` (closed form, pseudo-inverse in
-    float64, so rank-deficient representations are fine), applied to ``test_z``."""
+def affine_fit(train_z: torch.Tensor, train_t: torch.Tensor) -> torch.Tensor:
+    """The least-squares affine map [z, 1] W from ``train_z`` to ``train_t`` (closed form,
+    pseudo-inverse in float64, so rank-deficient representations are fine)."""
     ones = torch.ones(train_z.shape[0], 1, dtype=torch.float64, device=train_z.device)
-    a = torch.cat([train_z.double(), ones], 1)
-    w = torch.linalg.pinv(a) @ train_t.double()
-    ones_test = torch.ones(test_z.shape[0], 1, dtype=torch.float64, device=test_z.device)
-    return torch.cat([test_z.double(), ones_test], 1) @ w
+    return torch.linalg.pinv(torch.cat([train_z.double(), ones], 1)) @ train_t.double()
+
+
+def affine_apply(w: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """[z, 1] w in float64."""
+    ones = torch.ones(z.shape[0], 1, dtype=torch.float64, device=z.device)
+    return torch.cat([z.double(), ones], 1) @ w
+
+
+def affine_readout(train_z: torch.Tensor, train_t: torch.Tensor, test_z: torch.Tensor) -> torch.Tensor:
+    """Least-squares affine map from ``train_z`` to ``train_t`` (:func:`affine_fit`), applied to ``test_z``."""
+    return affine_apply(affine_fit(train_z, train_t), test_z)
 
 
 def mean_centre_distance(pred: torch.Tensor, true: torch.Tensor) -> float:
@@ -61,21 +70,25 @@ def mean_centre_distance(pred: torch.Tensor, true: torch.Tensor) -> float:
 
 def matched_pair_error(train_z: torch.Tensor, train_t: torch.Tensor, test_z: torch.Tensor, test_t: torch.Tensor) -> float | None:
     """Mean test error when each object's (x, y) is read out affinely from its own unit pair
-    (2j, 2j + 1), objects matched to distinct pairs by the Hungarian algorithm; None when the
-    representation has fewer unit pairs than there are objects."""
+    (2j, 2j + 1), objects matched to distinct pairs by the Hungarian algorithm on the TRAIN errors
+    (each read-out fitted and scored on train), the test error then read under that same matching:
+    nothing about the test frames chooses it. None when the representation has fewer unit pairs than
+    there are objects."""
     from scipy.optimize import linear_sum_assignment
 
     pairs, objects = train_z.shape[1] // 2, train_t.shape[1] // 2
     if pairs < objects:
         return None
-    cost = torch.empty(pairs, objects, dtype=torch.float64)
+    train_cost = torch.empty(pairs, objects, dtype=torch.float64)
+    test_cost = torch.empty(pairs, objects, dtype=torch.float64)
     for j in range(pairs):
         zj_train, zj_test = train_z[:, 2 * j : 2 * j + 2], test_z[:, 2 * j : 2 * j + 2]
         for k in range(objects):
-            pred = affine_readout(zj_train, train_t[:, 2 * k : 2 * k + 2], zj_test)
-            cost[j, k] = mean_centre_distance(pred, test_t[:, 2 * k : 2 * k + 2])
-    rows, cols = linear_sum_assignment(cost.numpy())
-    return float(cost[rows, cols].mean())
+            w = affine_fit(zj_train, train_t[:, 2 * k : 2 * k + 2])
+            train_cost[j, k] = mean_centre_distance(affine_apply(w, zj_train), train_t[:, 2 * k : 2 * k + 2])
+            test_cost[j, k] = mean_centre_distance(affine_apply(w, zj_test), test_t[:, 2 * k : 2 * k + 2])
+    rows, cols = linear_sum_assignment(train_cost.numpy())
+    return float(test_cost[rows, cols].mean())
 
 
 class PositionReadout(Evaluator):
@@ -89,7 +102,7 @@ class PositionReadout(Evaluator):
         Metric("position_r2", unit="r2", higher_is_better=True, role="headline", section="position",
                help="R² of the affine read-out over all centre coordinates (1 perfect, 0 the baseline's level)"),
         Metric("position_matched_px", unit="pixels", higher_is_better=False, role="headline", section="position",
-               help="mean error when each object is read out from its own unit pair, matched by the Hungarian algorithm"),
+               help="mean test error when each object is read out from its own unit pair, pairs matched to objects on train (Hungarian)"),
     )
 
     def applies(self, inputs: EvalInputs) -> str | None:

@@ -18,9 +18,13 @@ Published v2 values: temperature 0.2, MLP head (2048 hidden, ReLU, 128 out), K =
   1,000 steps (two epochs), lagging far behind a query encoder trained with Adam; 0.99 (a 100-step
   horizon) is the value CIFAR-scale reproductions of MoCo (e.g. solo-learn) start from. ``-p moco.momentum=0.999``
   gives the ImageNet value.
-* ``queue_size`` 0 (default) means sized to the data set: ``min(65536, num_train rounded down to a
-  multiple of the batch size)`` (at least one batch), so the queue never holds more than about one
-  epoch of keys.
+* ``queue_size`` defaults to **4096**, MoCo's CIFAR-10 recipe (the CIFAR-10 demo of the official
+  repository, facebookresearch/moco ``colab/moco_cifar10_demo.ipynb``: K = 4096, m = 0.99, batch
+  512, 50k images), not the ImageNet 65536. A queue larger than the data set is allowed (digits has
+  1,347 train images): its first keys are random unit vectors, and once more keys than images have
+  been enqueued it holds older keys of every image, so an anchor also meets keys of its own image
+  from earlier steps among its negatives. ``-p moco.queue_size=0`` sizes it to the data set instead:
+  ``min(65536, num_train rounded down to a multiple of the batch size)``, at least one batch.
 * The head is Linear(latent, 2048)-BN-ReLU-Linear(2048, 128) (the protocol's ``projection_head``,
   as SimCLR's here), i.e. the v2 head plus a BatchNorm. The v2 head has none because ResNet-50 ends
   in BN; the protocol's MLP encoder does not, and without it the head's initial outputs for all images
@@ -50,6 +54,8 @@ from sslbench.sdk.api import BuildContext, Method, Param, ParamError
 from sslbench.sdk.nets import projection_head
 
 MAX_QUEUE = 65536
+#: the default K: MoCo's CIFAR-10 recipe
+DEFAULT_QUEUE = 4096
 
 
 def default_queue_size(num_train: int, batch_size: int) -> int:
@@ -71,7 +77,7 @@ class MoCo(Method):
     params = {
         "temperature": Param(0.2, "InfoNCE temperature (MoCo v2: 0.2)", minimum=1e-4),
         "momentum": Param(0.99, "key encoder momentum m (MoCo v2 on ImageNet: 0.999; 0.99 suits 50-60k images)", minimum=0.0),
-        "queue_size": Param(0, "number of negative keys K; 0 = min(65536, num_train rounded down to a multiple of the batch)", minimum=0),
+        "queue_size": Param(DEFAULT_QUEUE, "number of negative keys K (MoCo's CIFAR-10 recipe: 4096); 0 = min(65536, num_train rounded down to a multiple of the batch)", minimum=0),
         "head_hidden": Param(2048, "MLP head hidden width (MoCo v2: 2048)", minimum=1),
         "head_dim": Param(128, "MLP head output size (MoCo v2: 128)", minimum=1),
         "bn_groups": Param(2, "sub-batches emulating MoCo's shuffling BN on one device (1 = off)", minimum=1),

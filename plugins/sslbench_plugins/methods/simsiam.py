@@ -13,8 +13,9 @@ of the l2-normalised z, averaged over dimensions -- about 1/sqrt(d) when healthy
 is detached and not part of the loss.
 
 Architecture (paper, CIFAR experiments in appendix D; the protocol's data sets are CIFAR-scale):
-projector of ``proj_layers`` = 2 fully connected layers of width 2048 with BN on each, ReLU on the
-hidden one, no ReLU on the output (the ImageNet projector has 3 layers: ``-p simsiam.proj_layers=3``);
+projector of ``proj_layers`` = 2 fully connected layers of width 2048 with BN on each (the output
+BN without learned scale and shift, ``affine=False``, as the reference code), ReLU on the hidden one,
+no ReLU on the output (the ImageNet projector has 3 layers: ``-p simsiam.proj_layers=3``);
 predictor Linear(2048, 512)-BN-ReLU-Linear(512, 2048), a bottleneck (paper sec. 3, "Predictor").
 Each view goes through the networks separately, so BatchNorm statistics are per view, as in the
 paper's pseudocode (Algorithm 1).
@@ -33,12 +34,15 @@ from sslbench.sdk.api import BuildContext, Method, Param
 
 
 def projector(in_dim: int, width: int, layers: int) -> nn.Sequential:
-    """SimSiam's projection MLP: ``layers`` Linear-BN blocks, ReLU after all but the last."""
+    """SimSiam's projection MLP: ``layers`` Linear-BN blocks, ReLU after all but the last; the last
+    BN has no learned scale and shift (``affine=False``), as in the reference implementation
+    (facebookresearch/simsiam: the projector ends in ``BatchNorm1d(dim, affine=False)``)."""
     modules: list[nn.Module] = []
     dim = in_dim
     for i in range(layers):
-        modules += [nn.Linear(dim, width, bias=False), nn.BatchNorm1d(width)]
-        if i < layers - 1:
+        last = i == layers - 1
+        modules += [nn.Linear(dim, width, bias=False), nn.BatchNorm1d(width, affine=not last)]
+        if not last:
             modules.append(nn.ReLU(inplace=True))
         dim = width
     return nn.Sequential(*modules)
