@@ -6,11 +6,14 @@ penalty between the two posteriors (the paper's regulariser R(x, phi) and CR-VAE
     minimise  -ELBO(x) - ELBO(t(x)) + lambda * KL( q(z | t(x)) || q(z | x) )
 
 with lambda = ``consistency`` (0.1 by default, docs/methods.md "The protocol"). Each -ELBO is
-reconstruction (-log p(x|z), one reparameterised sample) + KL(q(z|x) || N(0, I)); all terms are
-averaged over the images of the batch. Gradients flow through both posteriors of the consistency KL.
+reconstruction (nll_weight * -log p(x|z), one reparameterised sample; nll_weight = 1 by default) +
+KL(q(z|x) || N(0, I)); all terms are averaged over the images of the batch. Gradients flow through
+both posteriors of the consistency KL.
 Logged terms: ``reconstruction``, ``kl`` (on x), ``reconstruction_aug``, ``kl_aug`` (on t(x)) and
 ``consistency``. The loop hands the un-augmented image first and one augmentation
-(``original = True``, ``views = 1``).
+(``original = True``, ``views = 1``): the method is defined on x and t(x), so it has no ``augment``
+switch (unlike the VAE). With ``binarise`` > 0 both x and t(x) are thresholded before the encoder
+and as the reconstruction target.
 """
 
 from __future__ import annotations
@@ -48,10 +51,10 @@ class CRVAE(GaussianVAEBase):
 
     def loss(self, views: torch.Tensor) -> dict[str, torch.Tensor]:
         b = views.shape[0]
-        x = views[:, :2].transpose(0, 1).flatten(0, 1)  # (2B, ...): originals first, then augmentations
+        x = self.inputs(views[:, :2].transpose(0, 1).flatten(0, 1))  # (2B, ...): originals first, then augmentations
         mu, logvar = self.posterior(x)
         z = reparameterise(mu, logvar)
-        rec = self.nll(x, self.decoder(z))
+        rec = self.reconstruction(x, self.decoder(z))
         kl = gaussian_kl_standard(mu, logvar)
         consistency = gaussian_kl(mu[b:], logvar[b:], mu[:b], logvar[:b]).mean()
         terms = {
