@@ -19,6 +19,7 @@ from sslbench.sdk.files import UnsafePathError
 from sslbench.bench.toml_lines import SuiteError
 from sslbench.bench.validate import OptionError, check_format, check_results_options, ignored_data_dir
 from sslbench.engine.cells import GridError, build_grid, split_params, with_numerics, with_picture_evaluators
+from sslbench.engine.effort import BudgetError, pick_budget
 from sslbench.engine.plugins import UnknownNameError, describe, get_registry, plugin_records
 from sslbench.engine.store import RUN_STATUSES, StoreError
 from sslbench.engine.train import DeviceAssert, SetupError, configure_threads
@@ -52,7 +53,7 @@ def _checked(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``call(*args, **kwargs)``; a bad option, suite, grid, name, device or store: ``error: ...``, exit 2."""
     try:
         return call(*args, **kwargs)
-    except (OptionError, SuiteError, GridError, UnknownNameError, SetupError, StoreError, UnsafePathError) as exc:
+    except (OptionError, SuiteError, GridError, UnknownNameError, SetupError, StoreError, UnsafePathError, BudgetError) as exc:
         _fail(str(exc))
 
 
@@ -87,7 +88,11 @@ def _main(version: bool = typer.Option(False, "--version", is_eager=True, expose
 def run(
     methods: List[str] = typer.Argument(..., help="Methods to compare (see list-methods)."),
     dataset: str = typer.Option("digits", "--dataset", "-d", help="Data set (see list-datasets)."),
-    epochs: int = typer.Option(10, "--epochs", "-n", min=0, help="Training epochs per run."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "-n", min=0, help="Training epochs per run (default 10 when no other budget is given)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Budget in optimiser steps instead of epochs (stored with the run)."),
+    views: Optional[float] = typer.Option(None, "--views", min=1, help="Budget in views seen (images x views per image), converted to steps."),
+    flops: Optional[float] = typer.Option(None, "--flops", min=1, help="Budget in training FLOPs (one step counted, times the steps), converted to steps."),
+    protocol: str = typer.Option("uniform", "--protocol", help="Named protocol: uniform (sslbench's equal images per step) or paper (each method as its paper and code trained it); docs/protocols.md."),
     seeds: int = typer.Option(1, "--seeds", "-s", min=1, help="Seeds per method (0 .. K-1)."),
     evaluator: Optional[List[str]] = typer.Option(None, "--evaluator", "-e", help="Evaluators (repeat); default knn and linear."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", help="OWNER.NAME=VALUE for a method, dataset or evaluator, e.g. -p simclr.temperature=0.5."),
@@ -120,10 +125,11 @@ def run(
     evaluators = list(evaluator or ["knn", "linear"])
     evaluators = _checked(with_picture_evaluators, registry, evaluators) if save_images else evaluators
     _checked(check_format, "run", fmt)
+    budget = _checked(pick_budget, epochs, steps, views, flops)
     cells = _checked(
-        lambda: build_grid(registry, methods, dataset, range(seeds), epochs, evaluators, split_params(param or []), batch_size=batch_size,
+        lambda: build_grid(registry, methods, dataset, range(seeds), 10 if epochs is None else epochs, evaluators, split_params(param or []), batch_size=batch_size,
                            precision=precision, selection=select, data_dir=data_dir, device=device, force=force, reuse_stale=reuse_stale, checkpoint_every=checkpoint_every,
-                           compile=compile, deterministic=deterministic)
+                           compile=compile, deterministic=deterministic, protocol=protocol, budget=budget)
     )
     if warning := ignored_data_dir(registry, dataset, data_dir):
         err.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

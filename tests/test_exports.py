@@ -84,8 +84,8 @@ def test_results_runs_honours_every_format(home: Path, fmt: str) -> None:
     store = Store(home)
     ids = [r.id for r in store.runs()]
     assert len(ids) == 4 and all(i in text for i in ids)
-    if fmt == "table":
-        assert "┃" in text or "│" in text
+    if fmt == "table":  # the full table's box, or the compact one's header rule when it is too wide
+        assert "┃" in text or "│" in text or "─" in text
     elif fmt == "md":
         assert text.lstrip().startswith("| id") and "┃" not in text
     elif fmt == "latex":

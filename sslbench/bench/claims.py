@@ -4,6 +4,13 @@ An ordering claim (``"simvae > vae on knn_acc"``) holds when the seed means are 
 a reference claim holds when a method's mean lies within a tolerance of a published value. Each
 verdict says whether the difference exceeds the seed-to-seed spread (:data:`SPREAD_RULE`).
 
+Given the runs' training effort (:class:`~sslbench.bench.effort.Effort` per data set and method), a
+verdict names the protocol preset of its runs and any steps, views or training FLOPs in which the two
+methods differ by more than :data:`~sslbench.engine.effort.EFFORT_TOLERANCE` of the smaller. An
+ordering claim may end "at equal steps", "at equal views" or "at equal FLOPs" (any case): it then
+holds only when the ordering holds and the two methods' effort in that unit is within the
+tolerance; otherwise its verdict is ``not at equal effort`` (neither held nor not held).
+
 Figures are shown in the metric's display units as its evaluator declares them (a ``"fraction"`` in
 %, differences in percentage points), looked up in a :class:`~sslbench.bench.tables.Catalog`.
 """
@@ -14,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from sslbench.sdk.protocol import PRESETS
+from sslbench.bench.effort import UNIT_LABELS, Effort, equal_effort, gaps, gaps_text, presets_text
 from sslbench.bench.toml_lines import Locates, check_keys, located
 
 if TYPE_CHECKING:
@@ -22,10 +31,18 @@ if TYPE_CHECKING:
 
 ORDER_CLAIM_KEYS = {"claim", "budget", "source", "margin"}
 REFERENCE_CLAIM_KEYS = {"method", "metric", "value", "tolerance", "dataset", "budget", "source", "text"}
+#: the units an ordering claim may be stated "at equal ..." in (case-insensitive): steps, views, flops
+EQUAL_UNITS = ("steps", "views", "flops")
 ORDER_CLAIM = re.compile(
     r"^\s*(?P<left>[\w.\-]+)\s*(?P<op>[<>])\s*(?P<right>[\w.\-]+)\s+on\s+(?P<metric>[\w.\-]+)"
-    r"(?:\s+in\s+(?P<dataset>[\w.\-]+))?\s*$"
+    r"(?:\s+in\s+(?P<dataset>[\w.\-]+))?"
+    r"(?:\s+(?i:at\s+equal\s+(?P<equal>" + "|".join(EQUAL_UNITS) + r")))?"
+    r"(?:\s+(?i:under\s+(?P<under>" + "|".join(PRESETS) + r")))?"
+    r"(?:\s+in\s+(?P<dataset_after>[\w.\-]+))?\s*$"
 )
+#: a claim's verdicts: "not at equal effort" is an "at equal ..." claim whose methods' effort in that
+#: unit differs by more than :data:`~sslbench.engine.effort.EFFORT_TOLERANCE` (or is unknown): not tested
+CLAIM_STATUSES = ("held", "not held", "not at equal effort", "not run")
 
 
 @dataclass(frozen=True)
@@ -35,7 +52,9 @@ class Claim:
     ``kind == "order"``: ``left op right`` on ``metric`` compares the seed means (``op`` is ">" or
     "<"; ``margin`` is the least difference that counts). ``kind == "reference"``: the mean of
     ``method`` lies within ``tolerance`` of ``value`` (both in the metric's stored units: fractions for
-    accuracies). ``budget``, when set, is the only budget the claim is tested at.
+    accuracies). ``budget``, when set, is the only budget the claim is tested at. ``equal`` (``steps``,
+    ``views`` or ``flops``, from a claim ending "at equal FLOPs"): the ordering counts only when the
+    two methods' effort in that unit is within :data:`~sslbench.engine.effort.EFFORT_TOLERANCE`.
     """
 
     kind: str
@@ -52,6 +71,9 @@ class Claim:
     budget: str | None = None
     source: str = ""
     key: tuple[Any, ...] = ()
+    equal: str = ""
+    #: the protocol preset the claim is stated under ("... under paper"): runs under another are not a test of it
+    protocol: str = ""
 
     @property
     def methods(self) -> tuple[str, ...]:
@@ -100,7 +122,11 @@ def parse_claim(sf: Locates, at: list[Any], raw: Any, suite: "Suite") -> list[Cl
         text = table.get("claim", raw)
         m = ORDER_CLAIM.match(text) if isinstance(text, str) else None
         if not m:
-            raise located(sf, at, f"cannot read claim {text!r}; write \"METHOD > METHOD on METRIC\" (or \"<\" when lower is better), optionally \"... in DATASET\"")
+            raise located(sf, at, f"cannot read claim {text!r}; write \"METHOD > METHOD on METRIC\" (or \"<\" when lower is better), "
+                                  f"optionally \"... in DATASET\", \"... at equal {'|'.join(EQUAL_UNITS)}\" and \"... under {'|'.join(PRESETS)}\"")
+        if m["dataset"] and m["dataset_after"]:
+            raise located(sf, at, f"claim {text!r} names two data sets; name one, with \"in DATASET\"")
+        dataset, equal, under = m["dataset"] or m["dataset_after"], (m["equal"] or "").lower(), (m["under"] or "").lower()
         check_method(m["left"], at)
         check_method(m["right"], at)
         margin = _amount(sf, [*at, "margin"], table["margin"], "margin") if "margin" in table else 0.0
@@ -108,10 +134,11 @@ def parse_claim(sf: Locates, at: list[Any], raw: Any, suite: "Suite") -> list[Cl
         return [
             Claim(
                 kind="order", metric=m["metric"], dataset=d, left=m["left"], op=m["op"], right=m["right"], margin=margin,
-                budget=budget, source=str(table.get("source", "")), key=tuple(at),
-                text=f"{m['left']} {m['op']} {m['right']} on {m['metric']}" + (f" in {d}" if len(suite.datasets) > 1 or m["dataset"] else ""),
+                budget=budget, source=str(table.get("source", "")), key=tuple(at), equal=equal, protocol=under,
+                text=f"{m['left']} {m['op']} {m['right']} on {m['metric']}" + (f" in {d}" if len(suite.datasets) > 1 or dataset else "")
+                + (f" at equal {UNIT_LABELS[equal]}" if equal else "") + (f" under {under}" if under else ""),
             )
-            for d in datasets_for(m["dataset"], at)
+            for d in datasets_for(dataset, at)
         ]
     if isinstance(raw, dict):
         check_keys(sf, at, raw, REFERENCE_CLAIM_KEYS, "a reference-value claim")
@@ -181,11 +208,28 @@ class Figures:
 @dataclass
 class ClaimResult:
     claim: Claim
-    status: str  # "held", "not held" or "not run"
+    status: str  # one of CLAIM_STATUSES
     figures: str
     detail: str = ""
     beyond_spread: str = "n/a"
     numbers: dict[str, Any] = field(default_factory=dict)
+    #: the protocol preset of the runs the claim was tested on ("uniform", "paper and uniform"); "" when not known
+    preset: str = ""
+    #: where the compared methods' training differs by more than the tolerance ("simvae trained 10.7x the steps of vae")
+    effort: str = ""
+    #: for an "at equal ..." claim, whether the effort was equal and the figures ("not at equal FLOPs: simvae ..., vae ...")
+    effort_check: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """One line: the verdict, the preset and the effort a reader must know of, e.g. ``held under
+        uniform; simvae trained 10.7x the steps of vae`` or ``not at equal FLOPs under paper: simvae
+        3.1 TFLOP, vae 290 GFLOP (10.7x; more than 10% apart)``."""
+        under = f" under {self.preset}" if self.preset else ""
+        if self.status == "not at equal effort" and self.effort_check:
+            head, _, tail = self.effort_check.partition(": ")
+            return f"{head}{under}: {tail}"
+        return f"{self.status}{under}" + (f"; {self.effort}" if self.effort else "")
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -214,12 +258,49 @@ def format_figures(metric: str, values: Sequence[float], catalog: "Catalog | Non
     return f"{format_value(metric, values, catalog)} (n={len(values)})" if values else "no result"
 
 
+def _effort_verdict(claim: Claim, result: ClaimResult, held: bool, efforts: Mapping[tuple[str, str], Effort] | None) -> None:
+    """Add the preset and the effort gaps of ``claim``'s methods to ``result``; for an "at equal ..."
+    claim, the status becomes ``not at equal effort`` when the effort in its unit is not within the
+    tolerance (or unknown), and ``not run`` when no effort was given at all."""
+    if efforts is None:
+        if claim.equal:
+            result.status = "not run"
+            result.detail = f"no training effort was given to test it at equal {UNIT_LABELS[claim.equal]} ({result.detail})"
+        return
+    found = {m: efforts.get((claim.dataset, m)) for m in claim.methods}
+    result.preset = presets_text(p for e in found.values() if e is not None for p in e.presets) if any(e is not None for e in found.values()) else ""
+    trained = {p for e in found.values() if e is not None for p in e.presets}
+    if claim.protocol and trained and trained != {claim.protocol}:
+        result.status = "not run"
+        result.detail = f"claimed under {claim.protocol}; these runs trained under {presets_text(trained)} ({result.detail})"
+        return
+    if claim.kind != "order":
+        return
+    left, right = found[claim.left], found[claim.right]
+    apart = gaps(claim.left, left, claim.right, right, [u for u in ("steps", "views", "flops") if u != claim.equal])
+    result.effort = gaps_text(apart)
+    result.numbers["effort"] = {m: e.as_dict() if e is not None else None for m, e in found.items()}
+    if claim.equal:
+        equal, result.effort_check = equal_effort(claim.equal, claim.left, left, claim.right, right)
+        if not equal:
+            result.status = "not at equal effort"
+            result.detail = f"{result.effort_check}; the ordering alone {'holds' if held else 'does not hold'} ({result.detail})"
+            return
+        result.detail += f"; {result.effort_check}"
+    if result.effort:
+        result.detail += f"; effort differs: {result.effort}"
+
+
 def evaluate_claims(
     claims: Iterable[Claim], results: Mapping[tuple[str, str], Mapping[str, Sequence[float]]], budget: str,
-    catalog: "Catalog | None" = None,
+    catalog: "Catalog | None" = None, efforts: Mapping[tuple[str, str], Effort] | None = None,
 ) -> list[ClaimResult]:
-    """Mark each claim held / not held / not run against ``results[(dataset, method)][metric]``
-    (per-seed values). ``catalog`` holds the metric declarations (default: the installed evaluators')."""
+    """Mark each claim held / not held / not at equal effort / not run against
+    ``results[(dataset, method)][metric]`` (per-seed values). ``catalog`` holds the metric
+    declarations (default: the installed evaluators'). ``efforts[(dataset, method)]``, the training
+    effort of the runs behind the values (:class:`~sslbench.bench.effort.Effort`), names the protocol
+    preset in each verdict, says where two methods' steps, views or training FLOPs differ by more
+    than the tolerance, and decides "at equal ..." claims (without it those are not run)."""
     from sslbench.bench.tables import Catalog
 
     catalog = catalog or Catalog()
@@ -260,6 +341,7 @@ def evaluate_claims(
             result.numbers = {"difference": diff}
             result.detail = f"off by {_show_diff(claim.metric, diff, catalog)}"
         result.status = "held" if held else "not held"
+        _effort_verdict(claim, result, held, efforts)
         if claim.budget and claim.budget != budget:
             result.status = "not run"
             result.detail = f"the claim is for the {claim.budget} budget; these figures are from the {budget} budget ({result.detail})"
@@ -267,4 +349,4 @@ def evaluate_claims(
     return out
 
 
-__all__ = ["Claim", "ClaimResult", "SPREAD_RULE", "evaluate_claims", "parse_claim", "welch"]
+__all__ = ["CLAIM_STATUSES", "Claim", "ClaimResult", "EQUAL_UNITS", "SPREAD_RULE", "evaluate_claims", "parse_claim", "welch"]

@@ -20,7 +20,6 @@ from sslbench.engine.plugins import number_text
 from sslbench.engine.store import Store
 from sslbench.bench.compare import Comparison
 from sslbench.bench.plan import GroupRow, SuiteEntry
-from sslbench.bench.runs import RUN_COLUMNS, run_cells
 from sslbench.bench.suites import Suite, SuiteFile
 
 #: per kind of plugin class, the columns of its listing between name and plugin
@@ -102,13 +101,11 @@ def plugins_table(records: Sequence[dict[str, Any]]) -> Table:
 
 
 def runs_table(rows: Sequence[dict[str, Any]], store_path: Path) -> Table:
-    """``results --runs``: one row per record of :func:`sslbench.bench.runs.run_rows`."""
-    table = Table(title=f"stored runs ({store_path})")
-    for col in RUN_COLUMNS:
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(*run_cells(r))
-    return table
+    """``results --runs``: one row per record of :func:`sslbench.bench.runs.run_rows` (columns
+    dropped by priority, and named, when the terminal is narrow)."""
+    from sslbench.bench.runs import RunsTable
+
+    return RunsTable(rows, title=f"stored runs ({store_path})")  # type: ignore[return-value]
 
 
 def suites_table(sf: SuiteFile, entries: Sequence[SuiteEntry]) -> Table:
@@ -125,8 +122,8 @@ def suites_table(sf: SuiteFile, entries: Sequence[SuiteEntry]) -> Table:
 
 def dry_run_table(suite: Suite, budget: str, cells: Sequence[Cell], rows: Sequence[GroupRow]) -> Table:
     """``bench --dry-run``: the grid by (data set, method) and how much of it is stored."""
-    table = Table(title=f"suite {suite.name}, budget {budget}: {len(cells)} runs")
-    for col in ("data set", "method", "epochs", "seeds", "data dir", "stored"):
+    table = Table(title=f"suite {suite.name}, budget {budget} (protocol {suite.budget(budget).protocol}): {len(cells)} runs")
+    for col in ("data set", "method", "budget" if any(isinstance(r.epochs, str) for r in rows) else "epochs", "seeds", "data dir", "stored"):
         table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(r.dataset, r.method, str(r.epochs), ", ".join(str(s) for s in r.seeds), r.data_dir or "-", f"{r.complete}/{len(r.seeds)}")
@@ -135,7 +132,8 @@ def dry_run_table(suite: Suite, budget: str, cells: Sequence[Cell], rows: Sequen
 
 def print_suite_summary(console: Console, store: Store, suite: Suite, budget: str, cells: Sequence[Cell]) -> None:
     """After ``bench``: the result table of each data set, the suite's claims, where the store is."""
-    from sslbench.bench.claims import SPREAD_RULE, evaluate_claims
+    from sslbench.bench.claims import SPREAD_RULE
+    from sslbench.bench.reports import suite_claims
     from sslbench.bench.reports import collect
     from sslbench.bench.tables import rich_table
 
@@ -144,14 +142,14 @@ def print_suite_summary(console: Console, store: Store, suite: Suite, budget: st
         rows = results.dataset_rows(dataset)
         if any(r.seeds for r in rows):
             console.print(rich_table(rows, title=f"{suite.name} ({budget}) on {dataset}"))
-    claims = evaluate_claims(suite.claims, results.values, budget)
+    claims = suite_claims(results)
     if claims:
         table = Table(title=f"claims of {suite.name} ({budget}); beyond seed spread: {SPREAD_RULE}")
         for col in ("claim", "result", "figures", "beyond seed spread"):
             table.add_column(col, overflow="fold")
-        colour = {"held": "green", "not held": "red", "not run": "yellow"}
+        colour = {"held": "green", "not held": "red", "not at equal effort": "yellow", "not run": "yellow"}
         for r in claims:
-            table.add_row(r.claim.text, f"[{colour[r.status]}]{r.status}[/]", r.figures, r.beyond_spread)
+            table.add_row(r.claim.text, f"[{colour[r.status]}]{escape(r.verdict)}[/]", r.figures, r.beyond_spread)
         console.print(table)
     console.print(f"[dim]results stored in {store.path}; `sslbench report {suite.name} --budget {budget}` writes the report[/]")
 

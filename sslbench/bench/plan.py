@@ -124,7 +124,8 @@ class GroupRow:
 
     dataset: str
     method: str
-    epochs: int
+    #: the budget: epochs, or the steps / views / FLOPs a budget gives ("800 steps")
+    epochs: int | str
     seeds: list[int]
     data_dir: str | None
     complete: int
@@ -136,7 +137,7 @@ def dry_run_rows(cells: Sequence[Cell], cell_states: Sequence[CellState]) -> lis
     for cell, state in zip(cells, cell_states):
         groups.setdefault((cell.dataset, cell.method), []).append((cell, state))
     return [
-        GroupRow(dataset, method, items[0][0].epochs, [c.seed for c, _ in items], items[0][0].data_dir,
+        GroupRow(dataset, method, items[0][0].budget_label if items[0][0].budget else items[0][0].epochs, [c.seed for c, _ in items], items[0][0].data_dir,
                  sum(s == "complete" for _, s in items))
         for (dataset, method), items in groups.items()
     ]

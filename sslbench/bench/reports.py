@@ -11,6 +11,10 @@ the ``"headline"`` metrics only (fractions as accuracy bars, the rest as panels,
 against the first accuracy). Pictures a run wrote into its folder are shown under the section their
 evaluator's :class:`~sslbench.sdk.metrics.Picture` names; a PNG no evaluator declares goes under
 "Other pictures".
+
+Each results table is followed by the runs' training effort (steps, images, views, training FLOPs:
+:mod:`sslbench.bench.effort`); the report names the protocol preset, and each claim the preset of its
+runs and any effort gap beyond the tolerance between the methods it compares.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sslbench.bench.tables import Catalog, Row, export, latex_text, rows_as_reco
 from sslbench.engine.runner import Cell
 from sslbench.engine.store import RunRecord, Store
 from sslbench.bench.claims import SPREAD_RULE, ClaimResult, evaluate_claims
+from sslbench.bench.effort import EFFORT_TOLERANCE, Effort, count_text, effort_markdown, flops_text, preset_of, presets_text, summary_csv
 from sslbench.bench.suites import Suite
 
 #: metric sections shown in a table of their own (with the declared help as its caption), after the main table
@@ -57,6 +62,12 @@ class SuiteResults:
     histories: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = field(default_factory=dict)
     #: the metric and picture declarations, knowing which evaluator stored each metric
     catalog: Catalog = field(default_factory=Catalog)
+    #: (dataset, method) -> the training effort of the runs behind ``values``
+    efforts: dict[tuple[str, str], Effort] = field(default_factory=dict)
+
+    def presets(self) -> list[str]:
+        """The protocol presets of the grid's cells (``uniform`` where a protocol names none)."""
+        return sorted({preset_of(c.protocol) for c in self.cells})
 
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in STATUS_ORDER}
@@ -80,6 +91,7 @@ def collect(store: Store, suite: Suite, budget: str, cells: Sequence[Cell], cata
     values: dict[tuple[str, str], dict[str, list[float]]] = {}
     status: dict[str, str] = {}
     histories: dict[tuple[str, str], dict[int, dict[str, list[float]]]] = {}
+    efforts: dict[tuple[str, str], Effort] = {}
     for cell in cells:
         key = (cell.dataset, cell.method)
         row = rows.setdefault(key, Row(cell.dataset, cell.method, Protocol.from_dict(cell.protocol).hash(), cell.epochs))
@@ -110,7 +122,13 @@ def collect(store: Store, suite: Suite, budget: str, cells: Sequence[Cell], cata
                 values.setdefault(key, {}).setdefault(m["name"], []).append(float(m["value"]))
         if record.history:
             histories.setdefault(key, {})[cell.seed] = record.history
-    return SuiteResults(suite, budget, list(cells), records, list(rows.values()), values, status, histories, catalog)
+        efforts.setdefault(key, Effort()).add(record.effort, record.protocol, record.epochs)
+    return SuiteResults(suite, budget, list(cells), records, list(rows.values()), values, status, histories, catalog, efforts)
+
+
+def suite_claims(results: SuiteResults) -> list[ClaimResult]:
+    """The suite's claims judged against ``results``, with the runs' training effort and preset."""
+    return evaluate_claims(results.suite.claims, results.values, results.budget, results.catalog, results.efforts)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -122,7 +140,8 @@ def claim_records(results: Sequence[ClaimResult]) -> list[dict[str, Any]]:
         {
             "claim": r.claim.text, "dataset": r.claim.dataset, "metric": r.claim.metric, "status": r.status,
             "figures": r.figures, "detail": r.detail, "beyond_seed_spread": r.beyond_spread,
-            "budget": r.claim.budget, "source": r.claim.source, **r.numbers,
+            "budget": r.claim.budget, "source": r.claim.source, "preset": r.preset, "verdict": r.verdict,
+            "effort_gap": r.effort, "effort_check": r.effort_check, "equal": r.claim.equal or None, **r.numbers,
         }
         for r in results
     ]
@@ -134,9 +153,11 @@ def claims_table(results: Sequence[ClaimResult], fmt: str = "md") -> str:
     header = ["claim", "result", "figures (mean ± std over seeds, n)", "detail", "beyond seed spread"]
     body = []
     for r in results:
-        mark = {"held": "held", "not held": "**not held**", "not run": "not run"}[r.status] if fmt == "md" else r.status
+        marks = {"held": "held", "not held": "**not held**", "not at equal effort": "*not at equal effort*", "not run": "not run"}
+        mark = marks[r.status] if fmt == "md" else r.status
         source = f" ({r.claim.source})" if r.claim.source else ""
-        body.append([r.claim.text + source, mark, r.figures, r.detail, r.beyond_spread])
+        under = f" under {r.preset}" if r.preset else ""
+        body.append([r.claim.text + source + under, mark, r.figures, r.detail, r.beyond_spread])
     if fmt == "latex":
         return tabulate([[latex_text(c) for c in row] for row in body], header, tablefmt="latex_raw", disable_numparse=True)
     return tabulate(body, header, tablefmt="github", disable_numparse=True)
@@ -263,11 +284,11 @@ def _only_metrics(rows: Sequence[Row], keep: Callable[[str], bool]) -> list[Row]
 
 def _budget_line(suite: Suite, budget: str, cells: Sequence[Cell]) -> str:
     b = suite.budgets[budget]
-    epochs = sorted({(c.method, c.epochs) for c in cells}, key=lambda x: suite.methods.index(x[0]))
-    by_epochs: dict[int, list[str]] = {}
-    for method, n in epochs:
-        by_epochs.setdefault(n, []).append(method)
-    shown = "; ".join(f"{n} epochs: {', '.join(ms)}" for n, ms in sorted(by_epochs.items()))
+    amounts = sorted({(c.method, (c.budget is not None, c.epochs, c.budget_label)) for c in cells}, key=lambda x: suite.methods.index(x[0]))
+    by_amount: dict[tuple[bool, int, str], list[str]] = {}
+    for method, amount in amounts:  # "2 epochs: vae, simvae", or a budget in steps, views or FLOPs: "2000 steps: vae"
+        by_amount.setdefault(amount, []).append(method)
+    shown = "; ".join(f"{amount[2]}: {', '.join(ms)}" for amount, ms in sorted(by_amount.items()))
     return f"budget `{budget}`{f' ({b.description})' if b.description else ''}: seeds {', '.join(map(str, b.seeds))}; {shown}"
 
 
@@ -291,6 +312,7 @@ def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimR
         *([suite.description, ""] if suite.description else []),
         f"- {_budget_line(suite, results.budget, results.cells)}",
         f"- data sets and protocols: {', '.join(f'{d} (`{n}`, hash `{h}`)' for d, n, h in protocols)}",
+        f"- protocol preset: `{presets_text(results.presets())}`",
         *[f"- data note: {note}" for note in _data_notes(store, results)],
         f"- evaluators: {', '.join(suite.evaluators)}; model selection on `{suite.selection}`"
         + (" (validation split carved from train)" if suite.selection == "val" else " (test set, as the SimVAE paper)"),
@@ -304,9 +326,13 @@ def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimR
     if claims:
         held = sum(r.status == "held" for r in claims)
         not_held = sum(r.status == "not held" for r in claims)
+        unequal = sum(r.status == "not at equal effort" for r in claims)
         lines += [
-            f"{held} held, {not_held} not held, {len(claims) - held - not_held} not run. An ordering holds when the seed "
-            f"means are in the stated order; \"beyond seed spread\" is {SPREAD_RULE}.",
+            f"{held} held, {not_held} not held, " + (f"{unequal} not at equal effort, " if unequal else "")
+            + f"{len(claims) - held - not_held - unequal} not run (runs under the `{presets_text(results.presets())}` preset). "
+            f"An ordering holds when the seed means are in the stated order; \"beyond seed spread\" is {SPREAD_RULE}. "
+            f"A claim \"at equal steps|views|FLOPs\" also needs the two methods' effort in that unit within {100 * EFFORT_TOLERANCE:g}%; "
+            "the detail names any steps, views or training FLOPs that differ by more.",
             "",
             claims_table(claims),
             "",
@@ -320,6 +346,10 @@ def markdown_report(store: Store, results: SuiteResults, claims: Sequence[ClaimR
         catalog = results.catalog
         main_rows = _only_metrics(rows, lambda name: catalog.metric(name).section not in OWN_TABLE_SECTIONS)
         lines += [export(main_rows, "md", catalog=catalog), ""]
+        efforts = [(m, results.efforts[(dataset, m)]) for m in suite.methods if (dataset, m) in results.efforts]
+        if efforts:
+            lines += ["Training effort (mean over the finished seeds; `-`: not recorded, for runs stored before the engine counted it):", "",
+                      effort_markdown(efforts), ""]
         for section in OWN_TABLE_SECTIONS:
             section_rows = _only_metrics(rows, lambda name: catalog.metric(name).section == section)
             if any(r.metrics for r in section_rows):
@@ -351,8 +381,11 @@ def runs_table(results: SuiteResults) -> str:
         record = results.records.get(cell.run_id)
         status = results.status[cell.run_id]
         seconds = f"{record.train_seconds:.0f}" if record and record.train_seconds else "-"
-        body.append([cell.run_id, cell.dataset, cell.method, cell.seed, cell.epochs, status, seconds])
-    return tabulate(body, ["run", "dataset", "method", "seed", "epochs", "status", "train s"], tablefmt="github")
+        e = Effort().add(record.effort if record else None)
+        body.append([cell.run_id, cell.dataset, cell.method, cell.seed, cell.budget_label,
+                     preset_of(cell.protocol), status, seconds, count_text(e.mean("steps")), count_text(e.mean("views_seen")), flops_text(e.mean("train_flops"))])
+    header = ["run", "dataset", "method", "seed", "budget", "preset", "status", "train s", "steps", "views", "train FLOPs"]
+    return tabulate(body, header, tablefmt="github", disable_numparse=True)
 
 
 def write_report(store: Store, results: SuiteResults, out: Path, fmt: str = "md") -> list[Path]:
@@ -361,7 +394,7 @@ def write_report(store: Store, results: SuiteResults, out: Path, fmt: str = "md"
     if fmt not in ("md", "latex", "csv", "json"):
         raise ValueError(f"--format {fmt!r}: choose md, latex, csv or json")
     out.mkdir(parents=True, exist_ok=True)
-    claims = evaluate_claims(results.suite.claims, results.values, results.budget, results.catalog)
+    claims = suite_claims(results)
     written = [_within(out, out / "report.md")]
     written[0].write_text(markdown_report(store, results, claims, out), encoding="utf-8")
     suite = results.suite
@@ -375,10 +408,11 @@ def write_report(store: Store, results: SuiteResults, out: Path, fmt: str = "md"
         written[-1].write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     elif fmt == "csv":
         written.append(_within(out, out / "results.csv"))
-        written[-1].write_text(export(results.rows, "csv", catalog=results.catalog), encoding="utf-8")
+        written[-1].write_text(summary_csv(results.rows, results.efforts, results.catalog), encoding="utf-8")
         buf = io.StringIO()
         records = claim_records(claims)
-        fields = ["claim", "dataset", "metric", "status", "figures", "detail", "beyond_seed_spread", "budget", "source", "difference", "p_value"]
+        fields = ["claim", "dataset", "metric", "status", "figures", "detail", "beyond_seed_spread", "budget", "source", "difference", "p_value",
+                  "preset", "equal", "effort_gap", "effort_check"]
         writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(records)
@@ -394,6 +428,8 @@ def report_json(results: SuiteResults, claims: Sequence[ClaimResult]) -> dict[st
     return {
         "suite": results.suite.name,
         "budget": results.budget,
+        "protocol_presets": results.presets(),
+        "effort": [{"dataset": d, "method": m, **e.as_dict()} for (d, m), e in results.efforts.items()],
         "runs": {rid: s for rid, s in results.status.items()},
         "results": rows_as_records(results.rows),
         "claims": claim_records(claims),
@@ -403,5 +439,5 @@ def report_json(results: SuiteResults, claims: Sequence[ClaimResult]) -> dict[st
 
 __all__ = [
     "OTHER_PICTURES", "OWN_TABLE_SECTIONS", "SuiteResults", "claims_table", "collect", "content_metrics", "make_plots",
-    "markdown_report", "other_metrics", "picture_sections", "style_metrics", "write_report",
+    "markdown_report", "other_metrics", "picture_sections", "style_metrics", "suite_claims", "write_report",
 ]

@@ -1,7 +1,9 @@
 """One stored run's whole record (``sslbench show RUN``): what it is (method, data set, seed, budget,
 suite), how it went (status, error, the step it diverged at), the protocol and every parameter it
 trained and was evaluated under, the environment and code that made it, where its files are
-(checkpoint, run folder), a summary of its training curves and every stored metric with its unit.
+(checkpoint, run folder), a summary of its training curves and every stored metric with its unit;
+and its training effort: steps, images and views seen, training FLOPs (in all and per step) and the
+budget as given and the steps it became (a figure the run did not store is unknown: null, ``-``).
 
 :func:`find_run` turns a run id, or a unique prefix of one, into the stored run; :func:`run_record`
 gives the record as typed JSON values (numbers as numbers, None as null); :func:`record_tables`
@@ -22,6 +24,7 @@ from rich.table import Table
 
 from sslbench.sdk.files import UnsafePathError, safe_name
 from sslbench.engine.store import RunRecord, Store
+from sslbench.bench.effort import EFFORT_FIELDS, budget_text, count_text, flops_text, preset_of, run_effort
 from sslbench.bench.tables import Catalog
 
 #: the shortest prefix of a run id accepted (as ``sslbench compare`` accepts)
@@ -115,7 +118,7 @@ def run_record(store: Store, run: RunRecord, catalog: Catalog | None = None) -> 
         "id": run.id, "method": run.method, "dataset": run.dataset, "seed": run.seed, "epochs": run.epochs, "suite": run.suite,
         "status": run.status, "error": run.error, "failed_step": run.failed_step,
         "superseded_by": run.superseded_by, "replacement": run.replacement,
-        "protocol": {"hash": run.protocol_hash, **run.protocol},
+        "protocol": {"hash": run.protocol_hash, **run.protocol, "preset": preset_of(run.protocol)},
         "parameters": {
             "method": config.get("method_params", {}), "dataset": config.get("dataset_params", {}),
             "evaluators": {name: options for name, options in config.get("evaluators", [])},
@@ -126,7 +129,7 @@ def run_record(store: Store, run: RunRecord, catalog: Catalog | None = None) -> 
             "started": _when(run.started), "finished": _when(run.finished), "train_seconds": run.train_seconds,
             "images_per_s": run.images_per_s, "augment_share": run.augment_share, "peak_memory_mb": run.peak_memory_mb,
         },
-        "effort": run.effort,
+        "effort": {**run.effort, **run_effort(run.effort)},  # every figure present: null when the run did not store it
         "files": {
             "folder": str(folder), "checkpoint": str(checkpoint), "checkpoint_exists": checkpoint.is_file(),
             "checkpoint_bytes": checkpoint.stat().st_size if checkpoint.is_file() else None,
@@ -165,6 +168,26 @@ def _section(title: str, pairs: Iterable[tuple[str, Any]]) -> Table:
     return table
 
 
+def effort_pairs(effort: Mapping[str, Any], epochs: int | None = None) -> list[tuple[str, Any]]:
+    """The ``training effort`` section: the budget, then each figure in human units with its exact
+    value (``-`` when the run did not store it), then what else the engine stored about it."""
+    figures = run_effort(effort)
+    human = {"steps": count_text, "images_seen": count_text, "views_seen": count_text, "train_flops": flops_text, "flops_per_step": flops_text}
+    labels = {"images_seen": "images seen", "views_seen": "views seen", "train_flops": "training FLOPs", "flops_per_step": "FLOPs per step"}
+    pairs: list[tuple[str, Any]] = [("budget", budget_text(figures["budget"], epochs) + ("" if figures["budget"] else " (no budget stored)"))]
+    for key in EFFORT_FIELDS:
+        value = figures[key]
+        exact = f"{value:,}" if isinstance(value, int) else (f"{value:.6g}" if value is not None else "")
+        shown = human[key](value)
+        if value is None:
+            shown = "- (not stored: the run predates this figure)"
+        elif shown.replace(",", "") != exact.replace(",", ""):
+            shown = f"{shown} ({exact})"
+        pairs.append((labels.get(key, key), shown))
+    pairs += [(k, v) for k, v in _flat({k: v for k, v in effort.items() if k not in (*EFFORT_FIELDS, "budget")})]
+    return pairs
+
+
 def record_tables(record: Mapping[str, Any]) -> list[Table]:
     """The record of :func:`run_record` as terminal sections: the run, protocol, parameters,
     environment and code, files, training history and metrics."""
@@ -173,7 +196,6 @@ def record_tables(record: Mapping[str, Any]) -> list[Table]:
             ("epochs", record["epochs"]), ("suite", record["suite"]), ("status", status)]
     head += [(k, record[k]) for k in ("error", "superseded_by", "replacement") if record[k]]
     head += list(_flat(record["timing"]))
-    head += list(_flat({"effort": record.get("effort") or {}}))
     history = record["history"]
     curves = [(f"{term}", f"first {_text(s['first'])}, last {_text(s['last'])}, min {_text(s['min'])}, max {_text(s['max'])}")
               for term, s in history["terms"].items()]
@@ -184,6 +206,7 @@ def record_tables(record: Mapping[str, Any]) -> list[Table]:
         metrics.add_row(*(escape(_text(v)) for v in (m["evaluator"], m["name"], m["value"], m["unit"], m["selection"], m["options"], m["note"])))
     return [
         _section(f"run {record['id']}", head),
+        _section("training effort", effort_pairs(record.get("effort") or {}, record.get("epochs"))),
         _section(f"protocol {record['protocol']['hash']}", _flat({k: v for k, v in record["protocol"].items() if k != "hash"})),
         _section("parameters", _flat(record["parameters"])),
         _section("environment and code", _flat({"environment": record["environment"], "provenance": record["provenance"]})),
@@ -193,4 +216,4 @@ def record_tables(record: Mapping[str, Any]) -> list[Table]:
     ]
 
 
-__all__ = ["MIN_PREFIX", "RunLookupError", "find_run", "history_summary", "record_tables", "run_record"]
+__all__ = ["MIN_PREFIX", "RunLookupError", "effort_pairs", "find_run", "history_summary", "record_tables", "run_record"]

@@ -12,22 +12,19 @@ A suite is one table under ``[suites.NAME]``::
     data_dir = { mnist = "data/mnist" }        # per data set; relative to this file; --data-dir wins
     params = { simvae = { views = 10 }, knn = { k_max = 15 } }   # method, data set, evaluator params
     executor = "ray"                           # optional: in-process (default), local or ray; --executor wins
-    selection = "val"                          # optional: val (default) or test
+    protocol = "paper"                         # optional: uniform (default) or paper; selection = "val" or "test"
     claims = [
-        "simvae > vae on knn_acc",             # an ordering of seed means (">" or "<")
-        { method = "simvae", metric = "knn_acc", value = "97.8%", tolerance = "1%", budget = "paper",
-          source = "where the number comes from" },      # a reference value with a tolerance
+        "simvae > vae on knn_acc",             # an ordering of seed means (">" or "<"); "... at equal flops"
+        { method = "simvae", metric = "knn_acc", value = "97.8%", tolerance = "1%", budget = "paper", source = "..." },
     ]
 
     [suites.table1-mnist.budgets.cpu]          # every suite has one or more named budgets
-    epochs = 1                                 # or { generative = 400, discriminative = 800, simvae = 300 }
+    epochs = 1                                 # or { generative = 400, discriminative = 800 }, or steps = ...
     seeds = 2                                  # optional: overrides the suite's seeds
-    params = { mlp = { epochs = 50 } }         # optional: overlaid on the suite's params
-
-Keys allowed in a budget: ``epochs`` (required), ``seeds``, ``params``, ``batch_size``,
-``precision``, ``description``. ``epochs`` as a table is looked up by method name, then by the
-method's family (generative, discriminative, probabilistic, baseline), then ``default``.
-
+A budget has one of ``epochs``, ``steps``, ``views`` or ``flops`` (steps, views and FLOPs become
+optimiser steps per method, :mod:`sslbench.engine.effort`), as a number or a table by method name,
+family or ``default``; and optionally ``seeds``, ``params``, ``batch_size``, ``precision``,
+``description`` and ``protocol`` (the preset, ``uniform`` or ``paper``; a budget's wins over the suite's).
 Every error names the file, the line and the key (``benchmarks.toml:12: suites.x.methods[3]: ...``).
 """
 
@@ -48,25 +45,28 @@ from sslbench.sdk.api import FAMILIES, ParamError
 from sslbench.sdk.files import UnsafePathError, safe_name
 from sslbench.engine.plugins import Registry, UnknownNameError
 from sslbench.engine.cells import Cell, GridError, build_grid
-from sslbench.engine.limits import MAX_EPOCHS, LimitError, check_budget
+from sslbench.engine.limits import MAX_EPOCHS
+from sslbench.engine.effort import BUDGET_LIMITS, BUDGET_UNITS, Budget as EffortBudget
+from sslbench.sdk.protocol import PRESETS
 from sslbench.bench.claims import Claim, parse_claim
-from sslbench.bench.toml_lines import KeyLocator, SuiteError, check_keys, located
+from sslbench.bench.toml_lines import KeyLocator, SuiteError, _int, _merge, _names, _params, _seeds, check_keys, located
 
 SUITE_KEYS = {
     "description", "methods", "datasets", "evaluators", "seeds", "params", "data_dir", "selection",
-    "precision", "batch_size", "budgets", "claims", "executor",
+    "precision", "batch_size", "budgets", "claims", "executor", "protocol",
 }
 #: what a suite's ``executor`` may name (``--executor`` on the command line wins)
 SUITE_EXECUTORS = ("in-process", "local", "ray")
-BUDGET_KEYS = {"description", "epochs", "seeds", "params", "batch_size", "precision"}
+BUDGET_KEYS = {"description", *BUDGET_UNITS, "seeds", "params", "batch_size", "precision", "protocol", "methods"}
 
 
 @dataclass
 class Budget:
-    """A named budget of a suite: epochs (per method/family), seeds and parameter overlays."""
+    """A named budget of a suite: training in ``unit`` (per method/family), seeds, params, protocol."""
 
     name: str
-    epochs: int | dict[str, int]
+    #: the amount in ``unit`` (epochs unless the budget gives steps, views or flops)
+    epochs: int | float | dict[str, Any]
     seeds: list[int]
     params: dict[str, dict[str, Any]]
     description: str = ""
@@ -74,9 +74,14 @@ class Budget:
     precision: str = "fp32"
     #: the budget's own ``params`` table (before the suite's are merged in), to place errors
     own_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    unit: str = "epochs"
+    protocol: str = "uniform"
+    #: the suite's methods this budget trains (a budget's ``methods``: a subset; None: all of them)
+    methods: list[str] | None = None
 
-    def epochs_for(self, method: str, family: str) -> int:
-        if isinstance(self.epochs, int):
+    def epochs_for(self, method: str, family: str) -> Any:
+        """The amount (in :attr:`unit`) for ``method``: by name, then family, then ``default``."""
+        if not isinstance(self.epochs, dict):
             return self.epochs
         for key in (method, family, "default"):
             if key in self.epochs:
@@ -141,17 +146,17 @@ class Suite:
                 unknown = sorted(set(budget.epochs) - set(self.methods) - set(FAMILIES) - {"default"})
                 if unknown:
                     raise SuiteError(
-                        f"{self.where('budgets', budget.name, 'epochs', unknown[0])}: {unknown[0]!r} is neither a method of "
+                        f"{self.where('budgets', budget.name, budget.unit, unknown[0])}: {unknown[0]!r} is neither a method of "
                         f"the suite nor a family ({', '.join(FAMILIES)}) nor 'default'"
                     )
-                for method in self.methods:
+                for method in budget.methods or self.methods:
                     cls = registry.lookup("methods", method)
                     if cls.trainable:
                         try:
                             budget.epochs_for(method, cls.family)
                         except KeyError:
                             raise SuiteError(
-                                f"{self.where('budgets', budget.name, 'epochs')}: no epochs for {method} "
+                                f"{self.where('budgets', budget.name, budget.unit)}: no {budget.unit} for {method} "
                                 f"(family {cls.family}); add `{method} = N`, `{cls.family} = N` or `default = N`"
                             ) from None
             self.cells(registry, budget.name)
@@ -168,9 +173,11 @@ class Suite:
         cells: list[Cell] = []
         for dataset in self.datasets:
             per_method: list[list[Cell]] = []
-            for method in self.methods:
+            for method in b.methods or self.methods:
                 cls = registry.lookup("methods", method)
-                epochs = b.epochs_for(method, cls.family) if cls.trainable else 0
+                amount = b.epochs_for(method, cls.family) if cls.trainable else 0
+                epochs = amount if b.unit == "epochs" else 0
+                effort = EffortBudget(b.unit, amount) if b.unit != "epochs" and cls.trainable else None
                 owners = {dataset, method, *self.evaluators}
                 params = {o: p for o, p in b.params.items() if o in owners}
                 try:
@@ -178,6 +185,7 @@ class Suite:
                         registry, [method], dataset, b.seeds, epochs, self.evaluators, params,
                         batch_size=b.batch_size, precision=b.precision, selection=self.selection,
                         data_dir=dirs.get(dataset), device=device, force=force, suite=self.name,
+                        protocol=b.protocol, budget=effort,
                     ))
                 except (GridError, UnknownNameError) as exc:
                     raise SuiteError(f"{self.where('budgets', budget)}: {exc}") from None
@@ -268,60 +276,6 @@ def load_suites(path: Path | str) -> SuiteFile:
     return sf
 
 
-def _names(sf: SuiteFile, keys: Sequence[Any], value: Any, what: str) -> list[str]:
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise located(sf, keys, f"must be a non-empty list of {what} names, e.g. [\"a\", \"b\"]")
-    dup = sorted({v for v in value if value.count(v) > 1})
-    if dup:
-        raise located(sf, keys, f"{dup[0]!r} is listed twice")
-    return list(value)
-
-
-def _seeds(sf: SuiteFile, keys: Sequence[Any], value: Any) -> list[int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value < 1:
-            raise located(sf, keys, "must be at least 1 (the number of seeds, 0..N-1) or a list of seeds")
-        _within_limits(sf, keys, range(value))  # counted before any list is made
-        return list(range(value))
-    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
-        if len(set(value)) != len(value):
-            raise located(sf, keys, "lists a seed twice")
-        _within_limits(sf, keys, value)
-        return list(value)
-    raise located(sf, keys, "must be a number of seeds (e.g. 3 for seeds 0, 1, 2) or a list of seeds >= 0")
-
-
-def _params(sf: SuiteFile, keys: Sequence[Any], value: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(value, dict):
-        raise located(sf, keys, "must be a table OWNER = { NAME = VALUE }, e.g. params = { simvae = { views = 4 } }")
-    for owner, table in value.items():
-        if not isinstance(table, dict):
-            raise located(sf, [*keys, owner], f"must be a table of {owner}'s parameters, e.g. {owner} = {{ name = 1 }}")
-    return {owner: dict(table) for owner, table in value.items()}
-
-
-def _merge(base: Mapping[str, Mapping[str, Any]], over: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    out = {k: dict(v) for k, v in base.items()}
-    for owner, table in over.items():
-        out.setdefault(owner, {}).update(table)
-    return out
-
-
-def _within_limits(sf: SuiteFile, keys: Sequence[Any], seeds: Sequence[int]) -> None:
-    try:
-        check_budget(seeds, 0)
-    except LimitError as exc:
-        raise located(sf, keys, str(exc)) from None
-
-
-def _int(sf: SuiteFile, keys: Sequence[Any], value: Any, minimum: int, maximum: int | None = None) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum or (maximum is not None and value > maximum):
-        raise located(sf, keys, f"must be a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
-    return value
-
-
 def _path_safe(sf: SuiteFile, keys: Sequence[Any], name: str, what: str) -> None:
     """Suite and budget names become folder names (``reports/SUITE-BUDGET``): refuse unsafe ones here."""
     try:
@@ -368,7 +322,10 @@ def _parse_suite(sf: SuiteFile, name: str, body: Any) -> Suite:
         path = Path(folder).expanduser()
         data_dirs[dataset] = str(path if path.is_absolute() else (sf.path.resolve().parent / path).resolve())
 
-    defaults = {"precision": body.get("precision", "fp32"), "batch_size": body.get("batch_size")}
+    protocol = body.get("protocol", "uniform")
+    if protocol not in PRESETS:
+        raise located(sf, [*at, "protocol"], f"must name a protocol: {', '.join(repr(p) for p in PRESETS)} (docs/protocols.md)")
+    defaults = {"precision": body.get("precision", "fp32"), "batch_size": body.get("batch_size"), "protocol": protocol}
     raw_budgets = body["budgets"]
     if not isinstance(raw_budgets, dict) or not raw_budgets:
         raise located(sf, [*at, "budgets"], f"must hold at least one budget table, e.g. [suites.{name}.budgets.cpu] with epochs = 2")
@@ -397,15 +354,31 @@ def _parse_budget(
     if not isinstance(body, dict):
         raise located(sf, at, f"must be a table with at least `epochs`, e.g. [{'.'.join(map(str, at))}] epochs = 2")
     check_keys(sf, at, body, BUDGET_KEYS, f"budget {name!r}")
-    if "epochs" not in body:
-        raise located(sf, at, "has no `epochs`: give a number, or a table by method/family, e.g. { generative = 400, discriminative = 800 }")
-    raw = body["epochs"]
+    units = [u for u in BUDGET_UNITS if u in body]
+    if not units:
+        raise located(sf, at, "has no `epochs`: give a number, or a table by method/family, e.g. { generative = 400, discriminative = 800 } "
+                              "(or the budget as `steps`, `views` or `flops`)")
+    if len(units) > 1:
+        raise located(sf, [*at, units[1]], f"a budget is given in one unit: this one has both `{units[0]}` and `{units[1]}`")
+    unit = units[0]
+    raw = body[unit]
+
+    def amount(keys: list[Any], value: Any) -> int | float:
+        if unit in ("epochs", "steps"):
+            return _int(sf, keys, value, 0 if unit == "epochs" else 1, MAX_EPOCHS if unit == "epochs" else int(BUDGET_LIMITS[unit]))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= BUDGET_LIMITS[unit]:
+            raise located(sf, keys, f"must be a positive number of {unit} (at most {BUDGET_LIMITS[unit]:g}), e.g. 1.2e16")
+        return float(value)
+
     if isinstance(raw, dict):
         if not raw:
-            raise located(sf, [*at, "epochs"], "is an empty table; give epochs per method or family")
-        epochs: int | dict[str, int] = {k: _int(sf, [*at, "epochs", k], v, 0, MAX_EPOCHS) for k, v in raw.items()}
+            raise located(sf, [*at, unit], f"is an empty table; give {unit} per method or family")
+        epochs: int | float | dict[str, Any] = {k: amount([*at, unit, k], v) for k, v in raw.items()}
     else:
-        epochs = _int(sf, [*at, "epochs"], raw, 0, MAX_EPOCHS)
+        epochs = amount([*at, unit], raw)
+    protocol = body.get("protocol", defaults["protocol"])
+    if protocol not in PRESETS:
+        raise located(sf, [*at, "protocol"], f"must name a protocol: {', '.join(repr(p) for p in PRESETS)} (docs/protocols.md)")
     own = _params(sf, [*at, "params"], body.get("params", {}))
     precision = body.get("precision", defaults["precision"])
     if precision not in ("fp32", "bf16"):
@@ -416,8 +389,13 @@ def _parse_budget(
     budget = Budget(
         name=name, epochs=epochs, seeds=_seeds(sf, [*at, "seeds"], body["seeds"]) if "seeds" in body else list(seeds),
         params=_merge(params, own), description=str(body.get("description", "")), batch_size=batch, precision=precision,
-        own_params=own,
+        own_params=own, unit=unit, protocol=protocol, methods=None,
     )
+    if "methods" in body:
+        budget.methods = _names(sf, [*at, "methods"], body["methods"], "method")
+        stray = next((m for m in budget.methods if m not in methods), None)
+        if stray:
+            raise located(sf, [*at, "methods"], f"{stray!r} is not one of the suite's methods ({', '.join(methods)}): a budget trains a subset of them")
     return budget
 
 

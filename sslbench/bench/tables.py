@@ -19,6 +19,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from sslbench.engine.effort import Budget
 from sslbench.engine.store import RunRecord, Store
 from sslbench.sdk.metrics import Metric, Picture, find_metric, undeclared
 
@@ -99,7 +100,8 @@ class Row:
     dataset: str
     method: str
     protocol_hash: str
-    epochs: int
+    #: epochs, or a steps / views / FLOPs budget as given ("800 steps")
+    epochs: int | str
     seeds: list[int] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     #: runs stored as "running": under way in another process, or interrupted (rerun to resume)
@@ -179,8 +181,10 @@ def summarise(
     for run in runs:
         params = json.dumps(run.config.get("method_params", {}), sort_keys=True)
         data_params = json.dumps(run.config.get("dataset_params", {}), sort_keys=True)
-        key = (run.dataset, data_params, run.method, run.protocol_hash, run.epochs, params)
-        row = rows.setdefault(key, Row(labels[(run.dataset, data_params)], run.method, run.protocol_hash, run.epochs))
+        budget = run.config.get("budget")  # steps / views / FLOPs budgets: shown as given ("800 steps")
+        epochs = Budget.from_dict(budget).label if budget else run.epochs
+        key = (run.dataset, data_params, run.method, run.protocol_hash, epochs, params)
+        row = rows.setdefault(key, Row(labels[(run.dataset, data_params)], run.method, run.protocol_hash, epochs))
         if run.status in ("running", "interrupted"):
             row.unfinished.append(run.seed)
             continue
@@ -247,7 +251,7 @@ def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False,
     if losses:
         for row in rows:
             terms += [t for t in row.final_terms if t not in terms]
-    header = ["dataset", "method", "epochs", "seeds", *cols, *[f"final {t}" for t in terms], "img/s", "aug %"]
+    header = ["dataset", "method", "budget" if any(isinstance(r.epochs, str) for r in rows) else "epochs", "seeds", *cols, *[f"final {t}" for t in terms], "img/s", "aug %"]
     body = []
     for row in rows:
         n = f"{len(row.seeds)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")

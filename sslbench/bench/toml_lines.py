@@ -11,6 +11,8 @@ import difflib
 import re
 from typing import Any, Mapping, Protocol, Sequence
 
+from sslbench.engine.limits import LimitError, check_budget
+
 
 class SuiteError(ValueError):
     """A suite file or suite is malformed or names something that is not installed. The message
@@ -189,3 +191,60 @@ class KeyLocator:
             self._record(key, start)
             self._pos += 1  # '='
             self._value(key)
+
+
+# --- value checks shared by the suite parser (each raises at the file, line and key) ---
+
+
+def _names(sf: Locates, keys: Sequence[Any], value: Any, what: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise located(sf, keys, f"must be a non-empty list of {what} names, e.g. [\"a\", \"b\"]")
+    dup = sorted({v for v in value if value.count(v) > 1})
+    if dup:
+        raise located(sf, keys, f"{dup[0]!r} is listed twice")
+    return list(value)
+
+
+def _seeds(sf: Locates, keys: Sequence[Any], value: Any) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 1:
+            raise located(sf, keys, "must be at least 1 (the number of seeds, 0..N-1) or a list of seeds")
+        _within_limits(sf, keys, range(value))  # counted before any list is made
+        return list(range(value))
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        if len(set(value)) != len(value):
+            raise located(sf, keys, "lists a seed twice")
+        _within_limits(sf, keys, value)
+        return list(value)
+    raise located(sf, keys, "must be a number of seeds (e.g. 3 for seeds 0, 1, 2) or a list of seeds >= 0")
+
+
+def _params(sf: Locates, keys: Sequence[Any], value: Any) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise located(sf, keys, "must be a table OWNER = { NAME = VALUE }, e.g. params = { simvae = { views = 4 } }")
+    for owner, table in value.items():
+        if not isinstance(table, dict):
+            raise located(sf, [*keys, owner], f"must be a table of {owner}'s parameters, e.g. {owner} = {{ name = 1 }}")
+    return {owner: dict(table) for owner, table in value.items()}
+
+
+def _merge(base: Mapping[str, Mapping[str, Any]], over: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {k: dict(v) for k, v in base.items()}
+    for owner, table in over.items():
+        out.setdefault(owner, {}).update(table)
+    return out
+
+
+def _within_limits(sf: Locates, keys: Sequence[Any], seeds: Sequence[int]) -> None:
+    try:
+        check_budget(seeds, 0)
+    except LimitError as exc:
+        raise located(sf, keys, str(exc)) from None
+
+
+def _int(sf: Locates, keys: Sequence[Any], value: Any, minimum: int, maximum: int | None = None) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum or (maximum is not None and value > maximum):
+        raise located(sf, keys, f"must be a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else ""))
+    return value

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Sequence, Sized
 
 from sslbench.sdk.api import ParamError
-from sslbench.sdk.protocol import Protocol
+from sslbench.sdk.protocol import Protocol, ProtocolError
+from sslbench.engine.effort import Budget, BudgetError
 from sslbench.engine.limits import LimitError, check_budget
 from sslbench.engine.dataroot import resolve_data_dir
 from sslbench.engine.checkpoint import CheckpointPolicy, PolicyError
@@ -55,9 +56,12 @@ class Cell:
     compile: bool = False
     #: deterministic algorithms, cuDNN and cuBLAS (``--deterministic``); in the provenance on CUDA
     deterministic: bool = False
+    #: a budget in optimiser steps, views or training FLOPs (:class:`~sslbench.engine.effort.Budget`
+    #: as a dict), converted to steps before training; None: ``epochs`` is the budget
+    budget: dict[str, Any] | None = None
 
     def key(self) -> dict[str, Any]:
-        return {
+        key = {
             "method": self.method,
             "method_params": self.method_params,
             "dataset": self.dataset,
@@ -67,6 +71,14 @@ class Cell:
             "protocol": self.protocol,
             "precision": self.precision,
         }
+        if self.budget is not None:  # absent for an epoch budget, so those run ids are unchanged
+            key["budget"] = self.budget
+        return key
+
+    @property
+    def budget_label(self) -> str:
+        """The budget as a user wrote it: "2 epochs", "2000 steps", "1.2e+16 FLOPs"."""
+        return Budget.from_dict(self.budget).label if self.budget else f"{self.epochs} epochs"
 
     @property
     def run_id(self) -> str:
@@ -140,10 +152,15 @@ def build_grid(
     checkpoint_every: str = "auto",
     compile: bool = False,
     deterministic: bool = False,
+    protocol: str = "uniform",
+    budget: Budget | None = None,
 ) -> list[Cell]:
     """Validate names, parameters, seeds, epochs (:mod:`sslbench.engine.limits`) and the device up
     front (so a typo fails before any training) and return the cells, methods outermost. A device
-    this machine lacks raises :class:`~sslbench.engine.train.SetupError`, the rest :class:`GridError`."""
+    this machine lacks raises :class:`~sslbench.engine.train.SetupError`, the rest :class:`GridError`.
+
+    ``protocol`` names the preset (``uniform`` or ``paper``): its method and evaluator settings are
+    defaults a ``-p`` overrides. ``budget`` (steps, views or FLOPs) replaces ``epochs`` as the budget."""
     params = dict(params or {})
     seeds = seeds if isinstance(seeds, Sized) else list(seeds)
     if device:
@@ -166,22 +183,29 @@ def build_grid(
     if stray:
         raise GridError(f"-p names {', '.join(stray)}, which is not a method, dataset or evaluator of this run ({', '.join(sorted(known))})")
     try:
+        named: Protocol = ds_cls.protocol_for(protocol)
+        if budget is not None and budget.unit == "epochs":
+            epochs, budget = int(budget.value), None
+        if budget is not None:
+            budget.check()
         ds_params = ds_cls.resolve(params.get(dataset, {}))
-        ev = [(cls.name, cls.resolve(params.get(cls.name, {}))) for cls in eval_classes]
-        mparams = {cls.name: cls.resolve(params.get(cls.name, {})) for cls in method_classes}
-        check_budget(seeds, epochs)
-    except (ParamError, LimitError) as exc:
+        ev = [(cls.name, cls.resolve({**named.evaluators.get(cls.name, {}), **params.get(cls.name, {})})) for cls in eval_classes]
+        mparams = {
+            cls.name: cls.resolve({**named.method_params(cls.name, cls.family, cls.declared_params()), **params.get(cls.name, {})})
+            for cls in method_classes
+        }
+        check_budget(seeds, 0 if budget is not None else epochs)
+    except (ParamError, LimitError, ProtocolError, BudgetError) as exc:
         raise GridError(str(exc)) from None
-    protocol: Protocol = ds_cls.protocol
     if batch_size:
-        protocol = protocol.replace(batch_size=batch_size)
+        named = named.replace(batch_size=batch_size)
     folder = resolve_data_dir(ds_cls, data_dir)  # --data-dir, else the [data] config, else the data root
     cells = []
     for cls in method_classes:
         for seed in seeds:
             cells.append(Cell(
-                method=cls.name, dataset=dataset, seed=seed, epochs=epochs if cls.trainable else 0,
-                protocol=protocol.to_dict(), method_params=mparams[cls.name], dataset_params=ds_params,
+                method=cls.name, dataset=dataset, seed=seed, epochs=epochs if cls.trainable and budget is None else 0,
+                budget=budget.to_dict() if budget is not None and cls.trainable else None, protocol=named.to_dict(), method_params=mparams[cls.name], dataset_params=ds_params,
                 precision=precision, evaluators=ev, selection=selection, data_dir=folder, device=device,
                 force=force, suite=suite, reuse_stale=reuse_stale, checkpoint_every=checkpoint_every,
                 compile=compile, deterministic=deterministic,

@@ -30,6 +30,7 @@ from sslbench.sdk.api import DataError
 from sslbench.sdk.protocol import Protocol
 from sslbench.engine.cells import Cell, GridError, Outcome, build_grid, split_params
 from sslbench.engine.plugins import Registry
+from sslbench.engine.effort import Budget, count_step_flops, effort_figures, resolve_steps, step_shape, views_per_image
 from sslbench.engine.evaluate import evaluate_cell, plugin_label, run_evaluators
 from sslbench.engine.reuse import CELL_STATES, CellState, cell_state
 from sslbench.engine.checkpoint import STATE_NAME, CheckpointPolicy, Checkpointer, load_state
@@ -92,8 +93,13 @@ def _work(job: Job, result: JobResult, registry: Registry, data_cache: DataCache
                 where = f"epoch {resume['epoch'] + 1}" + (f" (batch {resume['batch'] + 1})" if resume["batch"] else "")
                 result.message = f"resumed run {cell.run_id} from {where}, step {resume['step']}"
             method = build_method(registry, cell, data, device)
-            trained = train(method, data, Protocol.from_dict(cell.protocol), cell.epochs, cell.seed, cell.precision, report,
-                            checkpointer=checkpointer, resume=resume, compile=cell.compile, deterministic=cell.deterministic)
+            protocol = Protocol.from_dict(cell.protocol)
+            images, views = step_shape(method, data, protocol)[0], views_per_image(method, data)
+            flops = count_step_flops(method, data, protocol) if method.trainable else 0.0
+            budget = Budget.from_dict(cell.budget) if cell.budget else None
+            steps = resolve_steps(budget, images, views, flops) if budget is not None else None
+            trained = train(method, data, protocol, cell.epochs, cell.seed, cell.precision, report, checkpointer=checkpointer,
+                            resume=resume, compile=cell.compile, deterministic=cell.deterministic, steps=steps)
             save_checkpoint(method, ckpt)
         except DeviceAssert as exc:  # the device is unusable for this process: store it, then stop the grid
             result.status, result.error, result.message = "error", str(exc), str(exc)
@@ -112,7 +118,8 @@ def _work(job: Job, result: JobResult, registry: Registry, data_cache: DataCache
                          "checkpoint_seconds": round(trained.checkpoint_seconds, 4),
                          "resumed_from": list(trained.resumed_from) if trained.resumed_from else None,
                          "segments": trained.segments, "optimizer": trained.optimizer,
-                         "compile_seconds": round(trained.compile_seconds, 3), "channels_last": trained.channels_last}
+                         "compile_seconds": round(trained.compile_seconds, 3), "channels_last": trained.channels_last,
+                         **effort_figures(trained.steps, trained.images, views, flops, budget, cell.epochs)}
         result.environment["numerics"] = trained.numerics
     try:  # evaluate the model as stored: load the checkpoint back with weights_only=True
         data = data_cache.get(registry, cell, device)

@@ -9,7 +9,6 @@ step time spent augmenting, and peak memory.
 from __future__ import annotations
 
 import math
-import os
 import resource
 import signal
 import threading
@@ -26,6 +25,8 @@ from sslbench.engine import precision as numerics_
 from sslbench.sdk.numerics import strict
 from sslbench.engine.stepwatch import AugmentTimer, Diverged, LossWatch, as_floats, defers
 from sslbench.sdk.protocol import Protocol
+from sslbench.engine.device import THREADS_VARIABLE, SetupError, available_devices, configure_threads, pick_device  # noqa: F401 - re-exported
+from sslbench.engine.effort import step_shape, views_per_image
 
 
 class DeviceAssert(RuntimeError):
@@ -97,10 +98,11 @@ def make_optimizer(method: Method, protocol: Protocol) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=lr, weight_decay=protocol.weight_decay)
     if protocol.optimizer != "adam":
         raise ValueError(f"protocol {protocol.name!r}: unknown optimizer {protocol.optimizer!r} (adam or sgd)")
+    eps = float(protocol.training(method.name, method.family)["adam_eps"])
     try:
-        return torch.optim.Adam(params, lr=lr, weight_decay=protocol.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=protocol.weight_decay, fused=True)
     except (RuntimeError, TypeError):  # fused kernels unavailable for this device/build
-        return torch.optim.Adam(params, lr=lr, weight_decay=protocol.weight_decay)
+        return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=protocol.weight_decay)
 
 
 def optimizer_name(optimizer: torch.optim.Optimizer) -> str:
@@ -174,8 +176,10 @@ def train(
     resume: dict[str, Any] | None = None,
     compile: bool = False,
     deterministic: bool = False,
+    steps: int | None = None,
 ) -> TrainResult:
-    """Train ``method`` on ``data`` (already on the method's device) for ``epochs`` epochs.
+    """Train ``method`` on ``data`` (already on the method's device) for ``epochs`` epochs, or, when
+    ``steps`` is given, for exactly that many optimiser steps (the last epoch stops part-way).
 
     Raises :class:`Diverged` on the first non-finite loss (on CUDA found when the loop next looks,
     see :mod:`sslbench.engine.stepwatch`) and :class:`DeviceAssert` after a sticky CUDA error. Same
@@ -191,7 +195,7 @@ def train(
     numerics_.check_precision(precision)
     try:
         with numerics_.training(numerics) as applied:
-            result = _train(method, data, protocol, epochs, seed, numerics, report, report_every, checkpointer, resume)
+            result = _train(method, data, protocol, epochs, seed, numerics, report, report_every, checkpointer, resume, steps)
     except RuntimeError as exc:
         if is_device_assert(exc) and not isinstance(exc, DeviceAssert):
             raise DeviceAssert(
@@ -212,10 +216,11 @@ def compile_loss(method: Method) -> Any:
 def _train(
     method: Method, data: ImageData, protocol: Protocol, epochs: int, seed: int, numerics: numerics_.Numerics,
     report: Reporter | None, report_every: int, checkpointer: Checkpointer | None, resume: dict[str, Any] | None,
+    steps: int | None = None,
 ) -> TrainResult:
     device = data.train_x.device
     result = TrainResult()
-    if not method.trainable or epochs <= 0:
+    if not method.trainable or (epochs <= 0 and not steps):
         return result
     g = torch.Generator(device=device).manual_seed(seed)
     optimizer = make_optimizer(method, protocol)
@@ -229,14 +234,19 @@ def _train(
             f"{method.name} asks for {wants}; train a two-view method on it, or a data set without frame pairs"
         )
     pool = (data.train_next >= 0).nonzero().squeeze(1) if pairs else None  # type: ignore[operator]
-    n = int(pool.numel()) if pool is not None else data.train_x.shape[0]
-    batch = min(protocol.batch_size, n)
+    batch, n = step_shape(method, data, protocol)  # images per step: the protocol says whether its batch counts images or views
     per_epoch = max(1, n // batch)  # drop the last incomplete batch, as SSL training usually does
-    total = per_epoch * epochs
+    history_epochs = epochs
+    if steps:  # a budget in steps: as many epochs as it takes, the last one stopped part-way
+        epochs = math.ceil(steps / per_epoch)
+        history_epochs = max(1, steps // per_epoch)
+    total = steps or per_epoch * epochs
+    # "sum": the method's mean loss times the views in the batch, the batch-summed loss of the official code
+    loss_scale = float(batch * views_per_image(method, data)) if protocol.training(method.name, method.family)["loss_reduction"] == "sum" else 1.0
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=numerics.precision == "bf16")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    interval = max(1, per_epoch // max(1, math.ceil(HISTORY_POINTS / epochs)))  # steps per history point
+    interval = max(1, per_epoch // max(1, math.ceil(HISTORY_POINTS / history_epochs)))  # steps per history point
     view_major = bool(getattr(method, "view_major", False))
     channels_last = result.channels_last = wants_channels_last(method, device)
     if channels_last:
@@ -308,7 +318,7 @@ def _train(
                 step += 1
                 watch.check(step, terms)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * loss_scale if loss_scale != 1.0 else loss).backward()
                 optimizer.step()
                 method.after_step()
                 if compiling:  # the first compiled step compiles forward and backward: not training time
@@ -322,7 +332,7 @@ def _train(
                     window[k] = window[k] + v if k in window else v
                 window_steps += 1
                 result.images += len(idx)
-                last = b == per_epoch - 1
+                last = b == per_epoch - 1 or step == total
                 reporting = report is not None and (step % report_every == 0 or step == total)
                 history = window_steps == interval or last
                 checkpoint = checkpointer is not None and step < total and (stop.requested or checkpointer.due(step, last, epoch + 1))
@@ -341,6 +351,8 @@ def _train(
                     start += time.perf_counter() - t2  # writing a checkpoint is not training time
                 if stop.requested and step < total:
                     raise Interrupted(epoch + 1, epochs, step, checkpointer is not None)
+                if step == total:
+                    break
     look()
     _sync(device)
     result.seconds = elapsed + time.perf_counter() - start
@@ -349,75 +361,6 @@ def _train(
         result.checkpoints, result.checkpoint_seconds = checkpointer.writes, checkpointer.write_seconds
     result.peak_memory_mb, result.memory_kind = _peak_memory(device)
     return result
-
-
-class SetupError(ValueError):
-    """The machine setup asked for (a device, a thread count) is not available here; nothing was run."""
-
-
-#: the environment variable that sets torch's thread count
-THREADS_VARIABLE = "SSLBENCH_THREADS"
-
-
-def configure_threads() -> None:
-    """Set torch's thread count from ``SSLBENCH_THREADS`` when it is set (a whole number >= 1)."""
-    threads = os.environ.get(THREADS_VARIABLE, "").strip()
-    if not threads:
-        return
-    try:
-        count = int(threads)
-    except ValueError:
-        count = 0
-    if count < 1:
-        raise SetupError(
-            f"{THREADS_VARIABLE}={threads!r} is not a thread count: write a whole number >= 1 "
-            f"(e.g. {THREADS_VARIABLE}=2), or unset it to let torch choose"
-        )
-    torch.set_num_threads(count)
-
-
-def available_devices() -> list[str]:
-    """The devices this machine can train on: ``cpu``, each ``cuda:N``, and ``mps`` where present."""
-    devices = ["cpu"]
-    if torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        devices.append("mps")
-    return devices
-
-
-def pick_device(requested: str | None = None) -> torch.device:
-    """CUDA when present, else CPU; ``requested`` ("cpu", "cuda", "cuda:1", "mps") overrides. A CUDA
-    device always comes with its index (``cuda`` is the current device, ``cuda:0`` unless set), so
-    the stored environment says which GPU ran. Raises :class:`SetupError` listing the available
-    devices when ``requested`` is not one of them."""
-    if not requested:
-        return _indexed(torch.device("cuda")) if torch.cuda.is_available() else torch.device("cpu")
-    available = available_devices()
-    choose = f"available here: {', '.join(available)}"
-    try:
-        device = torch.device(requested.strip())
-    except (RuntimeError, ValueError):
-        raise SetupError(f"--device {requested!r} is not a device name; write cpu, cuda, cuda:N or mps ({choose})") from None
-    if device.type not in ("cpu", "cuda", "mps"):
-        raise SetupError(f"--device {requested}: sslbench trains on cpu, cuda or mps, not {device.type} ({choose})")
-    if device.type == "cpu":
-        return device
-    if device.type == "mps":
-        if "mps" not in available:
-            raise SetupError(f"--device {requested}: Apple MPS is not available on this machine ({choose})")
-        return device
-    if not any(d.startswith("cuda") for d in available):
-        raise SetupError(f"--device {requested}: CUDA is not available on this machine ({choose})")
-    if device.index is not None and f"cuda:{device.index}" not in available:
-        raise SetupError(f"--device {requested}: this machine has no CUDA device {device.index} ({choose})")
-    return _indexed(device)
-
-
-def _indexed(device: torch.device) -> torch.device:
-    """``cuda`` -> ``cuda:N`` with N the current CUDA device."""
-    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 @torch.no_grad()

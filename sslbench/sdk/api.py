@@ -24,7 +24,7 @@ from torch import nn
 
 from sslbench.sdk.metrics import Metric, Picture, find_metric
 from sslbench.sdk.params import Param, ParamError, resolve_params
-from sslbench.sdk.protocol import Protocol
+from sslbench.sdk.protocol import Protocol, named
 
 FAMILIES = ("generative", "discriminative", "probabilistic", "baseline")
 
@@ -103,8 +103,11 @@ class DatasetPlugin(_Parametrised):
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
-    #: the protocol this data set is trained under (see :mod:`sslbench.sdk.protocol`)
+    #: the protocol this data set is trained under (see :mod:`sslbench.sdk.protocol`): the ``uniform`` preset
     protocol: ClassVar[Protocol]
+    #: method settings this data set adds under the ``paper`` preset, by method name or family (e.g.
+    #: MNIST: ``{"generative": {"binarise": 0.5}}``, the official SimVAE code's thresholded images)
+    paper_methods: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
     params: ClassVar[Mapping[str, Param]] = {}
     #: whether load() reads files (``--data-dir``, or a download) or makes its data itself; listed by
     #: ``sslbench list-datasets``
@@ -122,6 +125,11 @@ class DatasetPlugin(_Parametrised):
     download_folder: ClassVar[str | None] = None
     #: how a user gets the files: a command (torchvision's download) or a URL, with where to unpack them
     how_to_get: ClassVar[str] = ""
+
+    @classmethod
+    def protocol_for(cls, preset: str = "uniform") -> Protocol:
+        """This data set's protocol under the named ``preset`` (:data:`sslbench.sdk.protocol.PRESETS`)."""
+        return named(cls.protocol, preset, cls.paper_methods)
 
     def load(self, data_dir: str | None, **params: Any) -> ImageData:  # pragma: no cover - interface
         """Load the data set. Raise :class:`DataError` with what is missing and how to get it."""
