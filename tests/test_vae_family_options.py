@@ -12,29 +12,11 @@ from torch.distributions import Normal
 from torch.nn import functional as F
 
 from sslbench.engine.augment import make_views
-from sslbench.sdk.api import BuildContext, Method, ParamError, resolve_params
-from sslbench.sdk.protocol import MNIST_MLP
+from sslbench.sdk.api import BuildContext, Method, ParamError
 
-SMALL = MNIST_MLP.replace(name="tiny-mlp", arch_options={"hidden": [32, 16]})
-SHAPE = (1, 8, 8)
+from test_generative import SHAPE, SMALL, build, reg  # noqa: E402, F401 - the shared builder and its registry fixture
+
 FAMILY = ("vae", "beta-vae", "simvae", "cr-vae")
-
-
-@pytest.fixture(scope="module")
-def reg():  # type: ignore[no-untyped-def]
-    from sslbench.engine.plugins import build_registry
-
-    return build_registry()
-
-
-def build(reg, name: str, **given) -> Method:  # type: ignore[no-untyped-def]
-    cls = reg.methods[name]
-    ctx = BuildContext(
-        protocol=SMALL, image_shape=SHAPE, num_train=64, num_classes=3,
-        device=torch.device("cpu"), architectures=reg.architectures,
-    )
-    torch.manual_seed(0)  # the same weights for every build of one method
-    return cls(ctx, **resolve_params(name, cls.params, given))
 
 
 def images(n: int, seed: int = 0) -> torch.Tensor:
