@@ -147,7 +147,7 @@ def test_load_plugins_env_selects_entry_points(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SSLBENCH_LOAD_PLUGINS", "vae,digits")
     reg = build_registry()
     assert "vae" in reg.methods and "simclr" not in reg.methods and set(reg.datasets) == {"digits"}
-    assert set(reg.plugins) == {"sslbench.nets", "vae", "digits"}
+    assert set(reg.plugins) == {"sslbench.nets", "sslbench.protocol", "vae", "digits"}
 
 
 def test_unknown_name_suggests_close_matches(registry) -> None:  # type: ignore[no-untyped-def]

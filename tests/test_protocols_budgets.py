@@ -24,7 +24,9 @@ from sslbench.engine.effort import Budget, BudgetError, count_step_flops, pick_b
 from sslbench.engine.jobs import build_method
 from sslbench.engine.train import make_optimizer, train
 from sslbench.sdk.api import ImageData
-from sslbench.sdk.protocol import COLOUR_CONV, DIGITS_MLP, MNIST_MLP, Protocol, ProtocolError, named
+from sslbench.engine.plugins import UnknownNameError, build_registry
+from sslbench.sdk.protocol import COLOUR_CONV, DIGITS_MLP, MNIST_MLP, Protocol, ProtocolPreset, Uniform, named
+from sslbench_plugins.protocols import Paper
 
 
 def tiny_data(n: int = 96, seed: int = 0) -> ImageData:
@@ -45,11 +47,12 @@ def test_uniform_protocol_dicts_and_hashes_are_those_of_before_presets() -> None
     # the hashes of the three presets as the code before issue 11 computed them
     assert (MNIST_MLP.hash(), DIGITS_MLP.hash(), COLOUR_CONV.hash()) == ("f1f8db9f47a6", "b6e5aa14df95", "47ab3a4f3d46")
     assert "preset" not in MNIST_MLP.to_dict() and "methods" not in MNIST_MLP.to_dict()
-    assert named(MNIST_MLP, "uniform") is MNIST_MLP
+    assert named(MNIST_MLP, Uniform) is MNIST_MLP and named(MNIST_MLP, None) is MNIST_MLP
 
 
 def test_paper_preset_sets_the_official_simvae_settings(registry) -> None:  # type: ignore[no-untyped-def]
-    mnist = registry.lookup("datasets", "mnist").protocol_for("paper")
+    assert registry.lookup("protocols", "paper") is Paper and registry.lookup("protocols", "uniform") is Uniform
+    mnist = registry.lookup("datasets", "mnist").protocol_for(Paper)
     assert mnist.preset == "paper" and mnist.hash() != MNIST_MLP.hash()
     sim = mnist.method_settings("simvae", "generative")
     assert sim["likelihood"] == "bernoulli" and sim["nll_weight"] == pytest.approx(math.exp(4.6))
@@ -60,9 +63,9 @@ def test_paper_preset_sets_the_official_simvae_settings(registry) -> None:  # ty
     assert mnist.arch_options["hidden"] == [2000, 500, 500]  # the official encoder's layer order
     assert mnist.evaluators["gmm"]["n_init"] == 200 and mnist.evaluators["mlp"]["epochs"] == 200
     assert mnist.method_settings("vicreg", "discriminative") == {"lr": 1e-4}
-    fashion = registry.lookup("datasets", "fashion-mnist").protocol_for("paper")
+    fashion = registry.lookup("datasets", "fashion-mnist").protocol_for(Paper)
     assert "binarise" not in fashion.method_settings("simvae", "generative")  # Fashion-MNIST stays grey
-    colour = named(COLOUR_CONV, "paper")
+    colour = named(COLOUR_CONV, Paper)
     assert colour.method_settings("vae", "generative")["likelihood"] == "gaussian"
     assert colour.method_settings("vae", "generative")["likelihood_var"] == pytest.approx(math.exp(-4.6))
     assert Protocol.from_dict(mnist.to_dict()) == mnist
@@ -83,12 +86,39 @@ def test_paper_cells_carry_the_settings_and_user_params_win(registry) -> None:  
 
 
 def test_unknown_protocol_is_refused_with_a_close_match(registry) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(ProtocolError, match="did you mean 'paper'"):
-        named(MNIST_MLP, "papr")
-    with pytest.raises(GridError, match="unknown protocol"):
-        cell_for(registry, "vae", "fair")
+    with pytest.raises(UnknownNameError, match="Did you mean 'paper'"):
+        cell_for(registry, "vae", "papr")
     result = CliRunner().invoke(app, ["run", "vae", "--protocol", "papers", "--steps", "1"])
-    assert result.exit_code == 2 and "did you mean 'paper'" in result.output
+    assert result.exit_code == 2 and "Did you mean 'paper'" in result.output and "sslbench plugins" in result.output
+
+
+class Tiny(ProtocolPreset):
+    """A third party's preset: the core applies it like the first-party ones."""
+
+    name = "tiny-batches"
+    methods = {"generative": {"batch_unit": "views", "lr": 3e-4}}
+    evaluators = {"knn": {"k_max": 3}}
+    by_architecture = {"mlp": {"arch_options": {"hidden": [64]}}}
+
+
+class _TinyPlugin:
+    from sslbench import hookimpl
+
+    @staticmethod
+    @hookimpl
+    def register_protocols(register) -> None:  # type: ignore[no-untyped-def]
+        register(Tiny)
+
+
+def test_a_plugin_registers_a_protocol_and_the_core_applies_it() -> None:
+    registry = build_registry(extra_plugins=[("tiny", _TinyPlugin, "tiny-dist")])
+    assert registry.lookup("protocols", "tiny-batches") is Tiny
+    cell = build_grid(registry, ["simvae"], "digits", [0], 1, ["knn"], protocol="tiny-batches")[0]
+    protocol = Protocol.from_dict(cell.protocol)
+    assert protocol.preset == "tiny-batches" and protocol.arch_options["hidden"] == [64]
+    assert protocol.images_per_step("simvae", "generative", 10) == 12
+    assert cell.method_params["lr"] == 3e-4 and dict(cell.evaluators)["knn"]["k_max"] == 3
+    assert "binarise" not in protocol.method_settings("simvae", "generative")  # the data set adds only to paper
 
 
 # --- the loop under a preset ------------------------------------------------------------------
@@ -238,8 +268,22 @@ def test_suite_protocol_steps_flops_and_methods(tmp_path: Path, registry) -> Non
     assert [x.budget for x in c if x.method != "random"] == [{"unit": "flops", "value": 1e12}] * 2
 
 
+def test_a_suite_naming_an_unknown_protocol_fails_its_check(tmp_path: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    from sslbench.bench.suites import SuiteError, load_suites
+
+    path = tmp_path / "p.toml"
+    path.write_text('[suites.s]\nmethods = ["vae"]\ndatasets = ["digits"]\nclaims = ["vae > vae on knn_acc under papr"]\n\n'
+                    '[suites.s.budgets.x]\nepochs = 1\nprotocol = "papr"\n')
+    with pytest.raises(SuiteError, match="Did you mean 'paper'") as info:
+        load_suites(path).get("s").check(registry)
+    assert str(info.value).startswith(f"{path}:")
+    path.write_text(path.read_text().replace('protocol = "papr"', 'protocol = "paper"'))
+    with pytest.raises(SuiteError, match="names protocol 'papr'"):
+        load_suites(path).get("s").check(registry)
+
+
 @pytest.mark.parametrize("body, message", [
-    ('protocol = "papr"\nepochs = 1', "must name a protocol"),
+    ("protocol = 3\nepochs = 1", "must name a protocol"),
     ("epochs = 1\nsteps = 5", "one unit"),
     ('methods = ["simclr"]\nepochs = 1', "not one of the suite's methods"),
     ("flops = -3.0", "positive number"),

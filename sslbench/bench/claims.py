@@ -21,7 +21,6 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from sslbench.sdk.protocol import PRESETS
 from sslbench.bench.effort import UNIT_LABELS, Effort, equal_effort, gaps, gaps_text, presets_text
 from sslbench.bench.toml_lines import Locates, check_keys, located
 
@@ -37,7 +36,7 @@ ORDER_CLAIM = re.compile(
     r"^\s*(?P<left>[\w.\-]+)\s*(?P<op>[<>])\s*(?P<right>[\w.\-]+)\s+on\s+(?P<metric>[\w.\-]+)"
     r"(?:\s+in\s+(?P<dataset>[\w.\-]+))?"
     r"(?:\s+(?i:at\s+equal\s+(?P<equal>" + "|".join(EQUAL_UNITS) + r")))?"
-    r"(?:\s+(?i:under\s+(?P<under>" + "|".join(PRESETS) + r")))?"
+    r"(?:\s+(?i:under)\s+(?P<under>[\w.\-]+))?"
     r"(?:\s+in\s+(?P<dataset_after>[\w.\-]+))?\s*$"
 )
 #: a claim's verdicts: "not at equal effort" is an "at equal ..." claim whose methods' effort in that
@@ -123,10 +122,10 @@ def parse_claim(sf: Locates, at: list[Any], raw: Any, suite: "Suite") -> list[Cl
         m = ORDER_CLAIM.match(text) if isinstance(text, str) else None
         if not m:
             raise located(sf, at, f"cannot read claim {text!r}; write \"METHOD > METHOD on METRIC\" (or \"<\" when lower is better), "
-                                  f"optionally \"... in DATASET\", \"... at equal {'|'.join(EQUAL_UNITS)}\" and \"... under {'|'.join(PRESETS)}\"")
+                                  f"optionally \"... in DATASET\", \"... at equal {'|'.join(EQUAL_UNITS)}\" and \"... under PROTOCOL\" (uniform, paper)")
         if m["dataset"] and m["dataset_after"]:
             raise located(sf, at, f"claim {text!r} names two data sets; name one, with \"in DATASET\"")
-        dataset, equal, under = m["dataset"] or m["dataset_after"], (m["equal"] or "").lower(), (m["under"] or "").lower()
+        dataset, equal, under = m["dataset"] or m["dataset_after"], (m["equal"] or "").lower(), (m["under"] or "")
         check_method(m["left"], at)
         check_method(m["right"], at)
         margin = _amount(sf, [*at, "margin"], table["margin"], "margin") if "margin" in table else 0.0

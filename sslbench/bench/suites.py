@@ -47,7 +47,6 @@ from sslbench.engine.plugins import Registry, UnknownNameError
 from sslbench.engine.cells import Cell, GridError, build_grid
 from sslbench.engine.limits import MAX_EPOCHS
 from sslbench.engine.effort import BUDGET_LIMITS, BUDGET_UNITS, Budget as EffortBudget
-from sslbench.sdk.protocol import PRESETS
 from sslbench.bench.claims import Claim, parse_claim
 from sslbench.bench.toml_lines import KeyLocator, SuiteError, _int, _merge, _names, _params, _seeds, check_keys, located
 
@@ -126,6 +125,14 @@ class Suite:
                     registry.lookup(kind, name)
                 except UnknownNameError as exc:
                     raise SuiteError(f"{self.where(kind, i)}: {exc}") from None
+        for b in self.budgets.values():
+            try:
+                registry.lookup("protocols", b.protocol)
+            except UnknownNameError as exc:
+                raise SuiteError(f"{self.where('budgets', b.name)}: protocol {b.protocol!r}: {exc}") from None
+        for claim in self.claims:
+            if claim.protocol and claim.protocol not in registry.protocols:
+                raise SuiteError(f"{self.where(*claim.key[2:])}: claim {claim.text!r} names protocol {claim.protocol!r}, which no plugin registers ({', '.join(sorted(registry.protocols))})")
         owners = {**{m: "methods" for m in self.methods}, **{d: "datasets" for d in self.datasets}, **{e: "evaluators" for e in self.evaluators}}
         sources = [(("params",), self.params)] + [(("budgets", b.name, "params"), b.own_params) for b in self.budgets.values()]
         for keys, table in sources:
@@ -323,8 +330,8 @@ def _parse_suite(sf: SuiteFile, name: str, body: Any) -> Suite:
         data_dirs[dataset] = str(path if path.is_absolute() else (sf.path.resolve().parent / path).resolve())
 
     protocol = body.get("protocol", "uniform")
-    if protocol not in PRESETS:
-        raise located(sf, [*at, "protocol"], f"must name a protocol: {', '.join(repr(p) for p in PRESETS)} (docs/protocols.md)")
+    if not isinstance(protocol, str) or not protocol:
+        raise located(sf, [*at, "protocol"], "must name a protocol, e.g. \"uniform\" or \"paper\" (docs/protocols.md)")
     defaults = {"precision": body.get("precision", "fp32"), "batch_size": body.get("batch_size"), "protocol": protocol}
     raw_budgets = body["budgets"]
     if not isinstance(raw_budgets, dict) or not raw_budgets:
@@ -377,8 +384,8 @@ def _parse_budget(
     else:
         epochs = amount([*at, unit], raw)
     protocol = body.get("protocol", defaults["protocol"])
-    if protocol not in PRESETS:
-        raise located(sf, [*at, "protocol"], f"must name a protocol: {', '.join(repr(p) for p in PRESETS)} (docs/protocols.md)")
+    if not isinstance(protocol, str) or not protocol:
+        raise located(sf, [*at, "protocol"], "must name a protocol, e.g. \"uniform\" or \"paper\" (docs/protocols.md)")
     own = _params(sf, [*at, "params"], body.get("params", {}))
     precision = body.get("precision", defaults["precision"])
     if precision not in ("fp32", "bf16"):

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterable, Sequence, Sized
 
 from sslbench.sdk.api import ParamError
-from sslbench.sdk.protocol import Protocol, ProtocolError
+from sslbench.sdk.protocol import Protocol
 from sslbench.engine.effort import Budget, BudgetError
 from sslbench.engine.limits import LimitError, check_budget
 from sslbench.engine.dataroot import resolve_data_dir
@@ -159,13 +159,15 @@ def build_grid(
     front (so a typo fails before any training) and return the cells, methods outermost. A device
     this machine lacks raises :class:`~sslbench.engine.train.SetupError`, the rest :class:`GridError`.
 
-    ``protocol`` names the preset (``uniform`` or ``paper``): its method and evaluator settings are
-    defaults a ``-p`` overrides. ``budget`` (steps, views or FLOPs) replaces ``epochs`` as the budget."""
+    ``protocol`` names a registered preset (``uniform``, ``paper``; an unknown name raises
+    :class:`~sslbench.engine.plugins.UnknownNameError` with close matches): its method and evaluator
+    settings are defaults a ``-p`` overrides. ``budget`` (steps, views or FLOPs) replaces ``epochs`` as the budget."""
     params = dict(params or {})
     seeds = seeds if isinstance(seeds, Sized) else list(seeds)
     if device:
         pick_device(device)
     ds_cls = registry.lookup("datasets", dataset)
+    preset = registry.lookup("protocols", protocol)
     method_classes = [registry.lookup("methods", m) for m in methods]
     eval_classes = [registry.lookup("evaluators", e) for e in evaluators]
     if selection not in ("val", "test"):
@@ -183,7 +185,7 @@ def build_grid(
     if stray:
         raise GridError(f"-p names {', '.join(stray)}, which is not a method, dataset or evaluator of this run ({', '.join(sorted(known))})")
     try:
-        named: Protocol = ds_cls.protocol_for(protocol)
+        named: Protocol = ds_cls.protocol_for(preset)
         if budget is not None and budget.unit == "epochs":
             epochs, budget = int(budget.value), None
         if budget is not None:
@@ -195,7 +197,7 @@ def build_grid(
             for cls in method_classes
         }
         check_budget(seeds, 0 if budget is not None else epochs)
-    except (ParamError, LimitError, ProtocolError, BudgetError) as exc:
+    except (ParamError, LimitError, BudgetError) as exc:
         raise GridError(str(exc)) from None
     if batch_size:
         named = named.replace(batch_size=batch_size)

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import pluggy
 
 from sslbench.sdk import hookspecs
-from sslbench.sdk.api import Architecture, DatasetPlugin, Evaluator, Method
+from sslbench.sdk.api import Architecture, DatasetPlugin, Evaluator, Method, ProtocolPreset
 from sslbench.sdk.files import UnsafePathError, safe_name
 
 KINDS: dict[str, tuple[str, type]] = {
@@ -39,6 +39,7 @@ KINDS: dict[str, tuple[str, type]] = {
     "datasets": ("register_datasets", DatasetPlugin),
     "evaluators": ("register_evaluators", Evaluator),
     "architectures": ("register_architectures", Architecture),
+    "protocols": ("register_protocols", ProtocolPreset),
 }
 
 #: the distribution whose plugins are first-party: it keeps a bare name another distribution also registers
@@ -92,6 +93,7 @@ class Registry:
     datasets: dict[str, type[DatasetPlugin]] = field(default_factory=dict)
     evaluators: dict[str, type[Evaluator]] = field(default_factory=dict)
     architectures: dict[str, type[Architecture]] = field(default_factory=dict)
+    protocols: dict[str, type[ProtocolPreset]] = field(default_factory=dict)
     plugins: dict[str, PluginInfo] = field(default_factory=dict)
     origin: dict[tuple[str, str], str] = field(default_factory=dict)
     owner: dict[tuple[str, str], str | None] = field(default_factory=dict)
@@ -115,7 +117,7 @@ class Registry:
         if contested:
             hint = f" {name!r} is registered by more than one third-party distribution: name one of {', '.join(map(repr, contested))}."
         raise UnknownNameError(
-            f"Unknown {singular} {name!r}.{hint} Run `sslbench list-{kind}` to see the installed {kind}."
+            f"Unknown {singular} {name!r}.{hint} Run `{'sslbench plugins' if kind == 'protocols' else f'sslbench list-{kind}'}` to see the installed {kind}."
         )
 
 
@@ -280,10 +282,11 @@ def build_registry(extra_plugins: list[tuple[str, Any]] | list[tuple[str, Any, s
     pm.add_hookspecs(hookspecs)
     registry = Registry()
 
-    from sslbench.sdk import nets  # the core's own architectures: registered like any plugin
+    from sslbench.sdk import nets, protocol  # the core's own architectures and uniform protocol: registered like any plugin
 
     candidates: list[tuple[PluginInfo, Callable[[], Any]]] = [
-        (PluginInfo("sslbench.nets", FIRST_PARTY, _version(), entry_point="sslbench.sdk.nets"), lambda: nets)
+        (PluginInfo("sslbench.nets", FIRST_PARTY, _version(), entry_point="sslbench.sdk.nets"), lambda: nets),
+        (PluginInfo("sslbench.protocol", FIRST_PARTY, _version(), entry_point="sslbench.sdk.protocol"), lambda: protocol),
     ]
     eps = _selected_entry_points(registry)
     keys = _plugin_keys(eps)

@@ -24,7 +24,7 @@ from torch import nn
 
 from sslbench.sdk.metrics import Metric, Picture, find_metric
 from sslbench.sdk.params import Param, ParamError, resolve_params
-from sslbench.sdk.protocol import Protocol, named
+from sslbench.sdk.protocol import Protocol, ProtocolPreset, named
 
 FAMILIES = ("generative", "discriminative", "probabilistic", "baseline")
 
@@ -127,9 +127,10 @@ class DatasetPlugin(_Parametrised):
     how_to_get: ClassVar[str] = ""
 
     @classmethod
-    def protocol_for(cls, preset: str = "uniform") -> Protocol:
-        """This data set's protocol under the named ``preset`` (:data:`sslbench.sdk.protocol.PRESETS`)."""
-        return named(cls.protocol, preset, cls.paper_methods)
+    def protocol_for(cls, preset: type[ProtocolPreset] | None = None) -> Protocol:
+        """This data set's protocol under ``preset`` (a registered :class:`ProtocolPreset`; None: its
+        own, the ``uniform`` one), with :attr:`paper_methods` added under ``paper``."""
+        return named(cls.protocol, preset, cls.paper_methods if preset is not None and preset.name == "paper" else None)
 
     def load(self, data_dir: str | None, **params: Any) -> ImageData:  # pragma: no cover - interface
         """Load the data set. Raise :class:`DataError` with what is missing and how to get it."""
@@ -376,5 +377,5 @@ Register = Callable[[type], None]
 
 __all__ = [
     "FAMILIES", "Architecture", "BuildContext", "DataError", "DatasetPlugin", "EvalInputs", "Evaluator", "ImageData",
-    "Method", "Metric", "Param", "ParamError", "Picture", "Register", "resolve_params",
+    "Method", "Metric", "Param", "ParamError", "Picture", "ProtocolPreset", "Register", "resolve_params",
 ]

@@ -33,3 +33,8 @@ def register_evaluators(register: Register) -> None:
 @hookspec
 def register_architectures(register: Register) -> None:
     """Register :class:`sslbench.sdk.api.Architecture` subclasses that protocols can name."""
+
+
+@hookspec
+def register_protocols(register: Register) -> None:
+    """Register :class:`sslbench.sdk.protocol.ProtocolPreset` subclasses: named protocols (``--protocol NAME``)."""

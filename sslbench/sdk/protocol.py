@@ -9,9 +9,11 @@ the SimVAE paper's appendix A.7 (tabled in ``docs/protocols.md``). Two named pre
   FLOPs), encoder and decoder, latent size, augmentation, optimiser. Not equal, and shown beside every
   number: views per image (SimVAE 10, SimCLR 2, VAE 1), hence views and FLOPs per step, and the
   learning rate (per method family).
-* ``paper``: each method as its paper and its official code trained it (:func:`named`, tabled with
-  sources in ``docs/protocols.md``); the preset's ``methods`` entries set method parameters and
-  per-method training settings, its ``evaluators`` entries set evaluator parameters.
+* ``paper``: each method as its paper and its official code trained it, a :class:`ProtocolPreset`
+  registered by the first-party plugin ``sslbench_plugins.protocols`` (tabled with sources in
+  ``docs/protocols.md``): its ``methods`` entries set method parameters and per-method training
+  settings, its ``evaluators`` entries set evaluator parameters (:func:`named`). A plugin may register
+  more presets.
 
 Every stored result carries the full protocol it ran under and its hash, so a number never loses its
 protocol.
@@ -22,9 +24,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
+
+import pluggy
+
+#: the hook marker (the same as :data:`sslbench.sdk.hookspecs.hookimpl`; defined here because the
+#: hook specifications import this module)
+hookimpl = pluggy.HookimplMarker("sslbench")
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ class Protocol:
     augment: AugmentSpec = AugmentSpec()
     #: architecture-specific options (e.g. MLP hidden sizes); plain JSON values
     arch_options: Mapping[str, Any] = field(default_factory=dict)
-    #: the named preset this protocol is (:data:`PRESETS`)
+    #: the named preset this protocol is (a registered :class:`ProtocolPreset`: "uniform", "paper", ...)
     preset: str = "uniform"
     #: per method name or family: method parameter defaults and the training settings of
     #: :data:`TRAINING_KEYS` (a method's own entry overrides its family's)
@@ -134,18 +141,11 @@ class Protocol:
         return cls(augment=AugmentSpec(**aug), **d)
 
 
-#: the named protocols (``--protocol``, ``protocol = "..."`` in a suite)
-PRESETS = ("uniform", "paper")
-
 #: per-method training settings a protocol's ``methods`` entry may hold, with their defaults:
 #: ``batch_unit`` whether ``batch_size`` counts images or views; ``adam_eps`` Adam's epsilon;
 #: ``loss_reduction`` "mean" (the method's per-image/per-view mean) or "sum" (the loss summed over the
 #: batch's views before backward, as the official SimVAE code does: with Adam it matters only through eps)
 TRAINING_KEYS: dict[str, Any] = {"batch_unit": "images", "adam_eps": 1e-8, "loss_reduction": "mean"}
-
-
-class ProtocolError(ValueError):
-    """An unknown preset name; the message lists the known ones."""
 
 
 # --- presets (SimVAE paper, appendix A.7; docs/methods.md "The protocol") -------------------------
@@ -184,34 +184,34 @@ COLOUR_CONV = Protocol(
 DIGITS_MLP = MNIST_MLP.replace(name="digits-mlp")
 
 
-# --- the paper preset (sources: docs/protocols.md) -------------------------------------------------
+# --- named protocols --------------------------------------------------------------------------
 
-#: the official SimVAE code divides its summed likelihood by exp(log_var_x), log_var_x = -4.6
-#: (``main.py`` option ``-v``; ``src/model/models.py`` ``BaseVAE.recon_and_entropy``)
-OFFICIAL_LOG_VAR_X = -4.6
 
-#: what ``paper`` sets for every data set: the VAE family as the official SimVAE code trains it
-#: (Adam lr 8e-5 and eps 1e-4, the loss summed over the batch), SimVAE's batch of 128 *views* and its
-#: N(0, I) prior on the views' mean, VICReg at the SimVAE paper's lr 1e-4; probes and the GMM as the
-#: paper's appendix A.7 (the official code: probe lr 3e-4).
-PAPER_METHODS: dict[str, dict[str, Any]] = {
-    "generative": {"lr": 8e-5, "adam_eps": 1e-4, "loss_reduction": "sum"},
-    "simvae": {"batch_unit": "views", "mean_prior": True},
-    "vicreg": {"lr": 1e-4},
-}
-PAPER_EVALUATORS: dict[str, dict[str, Any]] = {
-    "linear": {"epochs": 200, "batch_size": 128, "lr": 3e-4},
-    "mlp": {"epochs": 200, "batch_size": 128, "lr": 3e-4},
-    "gmm": {"n_init": 200},
-}
-#: the likelihood per architecture: grey images a Bernoulli (BCE) times exp(4.6), colour images a
-#: Gaussian of variance exp(-4.6); the MLP's layers in the official code's order (its encoder runs
-#: ``m_dims[::-1]``: 784-2000-500-500-z, decoder z-500-500-2000-784)
-PAPER_BY_ARCHITECTURE: dict[str, dict[str, Any]] = {
-    "mlp": {"likelihood": "bernoulli", "nll_weight": math.exp(-OFFICIAL_LOG_VAR_X)},
-    "resnet": {"likelihood": "gaussian", "likelihood_var": math.exp(OFFICIAL_LOG_VAR_X)},
-}
-PAPER_ARCH_OPTIONS: dict[str, dict[str, Any]] = {"mlp": {"hidden": [2000, 500, 500]}}
+class ProtocolPreset:
+    """A named protocol (``--protocol NAME``, ``protocol = "NAME"`` in a suite): settings laid over
+    each data set's own protocol, which is the ``uniform`` one. Subclass, set the class attributes,
+    register it with the ``register_protocols`` hook. The first-party ``paper`` preset
+    (``sslbench_plugins.protocols``) is one; ``uniform`` (:class:`Uniform`) lays nothing over.
+
+    ``methods``: per method name or family, method parameter defaults and the training settings of
+    :data:`TRAINING_KEYS` (a user's ``-p`` still wins; a family entry sets only the parameters a method
+    declares). ``evaluators``: per evaluator name, parameter defaults. ``by_architecture``: per
+    architecture name, more ``methods`` entries (e.g. a likelihood that suits grey or colour images)
+    and, under the key ``arch_options``, options for the architecture itself.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    methods: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    evaluators: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    by_architecture: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+
+class Uniform(ProtocolPreset):
+    """sslbench's own protocol: each data set's ``protocol`` as it is."""
+
+    name = "uniform"
+    description = "sslbench's fair protocol: equal images per step, budget, encoder, augmentation and optimiser for every method"
 
 
 def _merge(*tables: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -222,19 +222,17 @@ def _merge(*tables: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]
     return out
 
 
-def named(base: Protocol, preset: str, data_methods: Mapping[str, Mapping[str, Any]] | None = None) -> Protocol:
-    """The data set protocol ``base`` under ``preset``. ``data_methods``: what the data set adds
-    under ``paper`` (e.g. MNIST binarised at 0.5 for the VAE family). Raises :class:`ProtocolError`
-    for an unknown preset."""
-    if preset not in PRESETS:
-        from difflib import get_close_matches
-
-        close = get_close_matches(preset, PRESETS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ProtocolError(f"unknown protocol {preset!r}{hint}; the named protocols are {', '.join(PRESETS)} (docs/protocols.md)")
-    if preset == "uniform":
+def named(base: Protocol, preset: type[ProtocolPreset] | None, data_methods: Mapping[str, Mapping[str, Any]] | None = None) -> Protocol:
+    """The data set protocol ``base`` under ``preset`` (None or :class:`Uniform`: ``base`` itself).
+    ``data_methods``: what the data set adds under this preset (e.g. MNIST binarised at 0.5)."""
+    if preset is None or preset.name == Uniform.name:
         return base
-    likelihood = PAPER_BY_ARCHITECTURE.get(base.architecture, {})
-    methods = _merge({"generative": likelihood}, PAPER_METHODS, data_methods or {})
-    arch = {**base.arch_options, **PAPER_ARCH_OPTIONS.get(base.architecture, {})}
-    return base.replace(preset="paper", methods=methods, evaluators=_merge(PAPER_EVALUATORS), arch_options=arch)
+    extra = dict(preset.by_architecture.get(base.architecture, {}))
+    arch = {**base.arch_options, **extra.pop("arch_options", {})}
+    methods = _merge(extra, preset.methods, data_methods or {})
+    return base.replace(preset=preset.name, methods=methods, evaluators=_merge(preset.evaluators), arch_options=arch)
+
+
+@hookimpl
+def register_protocols(register) -> None:  # type: ignore[no-untyped-def]
+    register(Uniform)
