@@ -224,7 +224,7 @@ class ClaimResult:
         """One line: the verdict, the preset and the effort a reader must know of, e.g. ``held under
         uniform; simvae trained 10.7x the steps of vae`` or ``not at equal FLOPs under paper: simvae
         3.1 TFLOP, vae 290 GFLOP (10.7x; more than 10% apart)``."""
-        under = f" under {self.preset}" if self.preset else ""
+        under = f" under {self.preset}" if self.preset and self.preset != self.claim.protocol else ""
         if self.status == "not at equal effort" and self.effort_check:
             head, _, tail = self.effort_check.partition(": ")
             return f"{head}{under}: {tail}"

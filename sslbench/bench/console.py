@@ -172,7 +172,8 @@ def print_run_results(
         console.print(export(rows, fmt, losses=losses), markup=False, highlight=False, soft_wrap=True)
         return
     protocol = cells[0].protocol
-    title = f"{cells[0].dataset}: protocol {protocol['name']} ({Protocol.from_dict(protocol).hash()}), selection {cells[0].selection}"
+    title = (f"{cells[0].dataset}: protocol {protocol.get('preset', 'uniform')}, {protocol['name']} ({Protocol.from_dict(protocol).hash()}), "
+             f"selection {cells[0].selection}")
     console.print(rich_table(rows, title=title, losses=losses))
     for note in sorted({r.environment.get("data_note", "") for r in stored} - {""}):
         console.print(f"[bold]data:[/] {note}", highlight=False)

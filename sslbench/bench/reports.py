@@ -156,7 +156,7 @@ def claims_table(results: Sequence[ClaimResult], fmt: str = "md") -> str:
         marks = {"held": "held", "not held": "**not held**", "not at equal effort": "*not at equal effort*", "not run": "not run"}
         mark = marks[r.status] if fmt == "md" else r.status
         source = f" ({r.claim.source})" if r.claim.source else ""
-        under = f" under {r.preset}" if r.preset else ""
+        under = f" under {r.preset}" if r.preset and not r.claim.protocol else ""  # a claim stating its protocol says it already
         body.append([r.claim.text + source + under, mark, r.figures, r.detail, r.beyond_spread])
     if fmt == "latex":
         return tabulate([[latex_text(c) for c in row] for row in body], header, tablefmt="latex_raw", disable_numparse=True)
