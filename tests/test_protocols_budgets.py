@@ -230,6 +230,18 @@ def test_steps_and_flops_budgets_end_to_end(tmp_path: Path) -> None:
         assert abs(effort["train_flops"] - target) <= effort["flops_per_step"]  # within one step
 
 
+def test_runs_of_another_precision_are_a_row_of_their_own(tmp_path: Path) -> None:
+    """Precision is part of a run's id: a table never averages bf16 seeds with fp32 ones."""
+    runner = CliRunner()
+    home = str(tmp_path / "home")
+    for precision in ("fp32", "bf16"):
+        result = runner.invoke(app, ["run", "vae", "--steps", "3", "-e", "knn", "--precision", precision, "--home", home])
+        assert result.exit_code == 0, result.output
+    rows = json.loads(runner.invoke(app, ["results", "-f", "json", "--home", home]).output)
+    assert sorted((r["method"], r["precision"], len(r["seeds"])) for r in rows) == [("vae", "bf16", 1), ("vae", "fp32", 1)]
+    assert "vae (bf16)" in runner.invoke(app, ["results", "--home", home], env={"COLUMNS": "200"}).output
+
+
 # --- suites -----------------------------------------------------------------------------------
 
 SUITE = """

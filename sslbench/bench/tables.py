@@ -103,6 +103,8 @@ class Row:
     #: epochs, or a steps / views / FLOPs budget as given ("800 steps")
     epochs: int | str
     seeds: list[int] = field(default_factory=list)
+    #: the numerics the runs trained under; a row holds one precision only
+    precision: str = "fp32"
     failed: list[str] = field(default_factory=list)
     #: runs stored as "running": under way in another process, or interrupted (rerun to resume)
     unfinished: list[int] = field(default_factory=list)
@@ -183,8 +185,9 @@ def summarise(
         data_params = json.dumps(run.config.get("dataset_params", {}), sort_keys=True)
         budget = run.config.get("budget")  # steps / views / FLOPs budgets: shown as given ("800 steps")
         epochs = Budget.from_dict(budget).label if budget else run.epochs
-        key = (run.dataset, data_params, run.method, run.protocol_hash, epochs, params)
-        row = rows.setdefault(key, Row(labels[(run.dataset, data_params)], run.method, run.protocol_hash, epochs))
+        precision = run.config.get("precision", "fp32")  # part of the run id: bf16 seeds never average with fp32 ones
+        key = (run.dataset, data_params, run.method, run.protocol_hash, epochs, params, precision)
+        row = rows.setdefault(key, Row(labels[(run.dataset, data_params)], run.method, run.protocol_hash, epochs, precision=precision))
         if run.status in ("running", "interrupted"):
             row.unfinished.append(run.seed)
             continue
@@ -256,7 +259,7 @@ def table_rows(rows: Sequence[Row], details: bool = False, losses: bool = False,
     for row in rows:
         n = f"{len(row.seeds)}" + (f" (+{len(row.failed)} failed)" if row.failed else "")
         n += f" (+{len(row.unfinished)} unfinished)" if row.unfinished else ""
-        cells = [row.dataset, row.method, str(row.epochs), n]
+        cells = [row.dataset, row.method if row.precision == "fp32" else f"{row.method} ({row.precision})", str(row.epochs), n]
         cells += [format_value(c, row.metrics.get(c, []), catalog, row.sources.get(c)) for c in cols]
         cells += [format_number(row.final_terms.get(t, [])) for t in terms]
         cells.append(f"{statistics.fmean(row.images_per_s):,.0f}" if row.images_per_s else "-")
@@ -304,6 +307,7 @@ def rows_as_records(rows: Sequence[Row], catalog: Catalog | None = None) -> list
             "method": row.method,
             "epochs": row.epochs,
             "protocol_hash": row.protocol_hash,
+            "precision": row.precision,
             "seeds": row.seeds,
             "failed": row.failed,
             "unfinished_seeds": row.unfinished,
