@@ -94,7 +94,7 @@ def collect(store: Store, suite: Suite, budget: str, cells: Sequence[Cell], cata
     efforts: dict[tuple[str, str], Effort] = {}
     for cell in cells:
         key = (cell.dataset, cell.method)
-        row = rows.setdefault(key, Row(cell.dataset, cell.method, Protocol.from_dict(cell.protocol).hash(), cell.epochs))
+        row = rows.setdefault(key, Row(cell.dataset, cell.method, Protocol.from_dict(cell.protocol).hash(), cell.budget_label if cell.budget else cell.epochs))
         record = records.get(cell.run_id)
         status[cell.run_id] = record.status if record else "not run"
         if record is None or record.status != "done":
