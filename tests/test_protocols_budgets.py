@@ -168,6 +168,15 @@ def test_a_step_budget_stops_part_way_through_an_epoch(registry) -> None:  # typ
     assert result.history["_epoch"][-1] == pytest.approx(5 / 3, abs=1e-3)
 
 
+def test_a_step_budget_shorter_than_an_epoch_still_has_a_whole_training_curve(registry) -> None:  # type: ignore[no-untyped-def]
+    data = tiny_data(960)
+    cell = cell_for(registry, "vae", budget=Budget("steps", 40))
+    method = build_method(registry, cell, data, torch.device("cpu"))
+    protocol = Protocol.from_dict(cell.protocol).replace(batch_size=8)  # 120 steps per epoch, 40 trained
+    result = train(method, data, protocol, 0, 0, steps=40)
+    assert len(result.history["loss"]) == 20  # HISTORY_POINTS over the 40 steps, not 20 per (unfinished) epoch
+
+
 # --- FLOPs and conversions --------------------------------------------------------------------
 
 

@@ -186,8 +186,6 @@ def build_grid(
         raise GridError(f"-p names {', '.join(stray)}, which is not a method, dataset or evaluator of this run ({', '.join(sorted(known))})")
     try:
         named: Protocol = ds_cls.protocol_for(preset)
-        if budget is not None and budget.unit == "epochs":
-            epochs, budget = int(budget.value), None
         if budget is not None:
             budget.check()
         ds_params = ds_cls.resolve(params.get(dataset, {}))

@@ -22,11 +22,12 @@ import torch
 
 from sslbench.sdk.api import ImageData, Method
 from sslbench.sdk.protocol import Protocol
+from sslbench.engine.limits import MAX_EPOCHS
 
 #: the units a budget may be given in
 BUDGET_UNITS = ("epochs", "steps", "views", "flops")
 #: the largest budget accepted per unit (a typo's extra zeros fail before any work)
-BUDGET_LIMITS = {"epochs": 100_000, "steps": 10**9, "views": 1e13, "flops": 1e24}
+BUDGET_LIMITS = {"epochs": MAX_EPOCHS, "steps": 10**9, "views": 1e13, "flops": 1e24}
 #: how much two runs' effort may differ before comparisons say so (relative to the smaller)
 EFFORT_TOLERANCE = 0.10
 
@@ -66,13 +67,12 @@ class Budget:
 
 
 def pick_budget(epochs: int | None, steps: int | None, views: float | None, flops: float | None) -> Budget | None:
-    """The one budget given on a command line, or None (the command's epochs). Two at once is an error."""
+    """The steps, views or FLOPs budget given on a command line, or None when the budget is the
+    command's epochs (checked with the seeds, :mod:`sslbench.engine.limits`). Two at once is an error."""
     given = [Budget(unit, value) for unit, value in (("epochs", epochs), ("steps", steps), ("views", views), ("flops", flops)) if value is not None]
     if len(given) > 1:
         raise BudgetError(f"give one budget, not {' and '.join('--' + b.unit for b in given)}")
-    if given and given[0].unit == "epochs":
-        return given[0]  # epochs are checked with the seeds (sslbench.engine.limits), as they always were
-    return given[0].check() if given else None
+    return given[0].check() if given and given[0].unit != "epochs" else None
 
 
 def views_per_image(method: Method, data: ImageData) -> int:

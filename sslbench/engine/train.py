@@ -236,17 +236,16 @@ def _train(
     pool = (data.train_next >= 0).nonzero().squeeze(1) if pairs else None  # type: ignore[operator]
     batch, n = step_shape(method, data, protocol)  # images per step: the protocol says whether its batch counts images or views
     per_epoch = max(1, n // batch)  # drop the last incomplete batch, as SSL training usually does
-    history_epochs = epochs
     if steps:  # a budget in steps: as many epochs as it takes, the last one stopped part-way
         epochs = math.ceil(steps / per_epoch)
-        history_epochs = max(1, steps // per_epoch)
     total = steps or per_epoch * epochs
     # "sum": the method's mean loss times the views in the batch, the batch-summed loss of the official code
     loss_scale = float(batch * views_per_image(method, data)) if protocol.training(method.name, method.family)["loss_reduction"] == "sum" else 1.0
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=numerics.precision == "bf16")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    interval = max(1, per_epoch // max(1, math.ceil(HISTORY_POINTS / history_epochs)))  # steps per history point
+    # steps per history point: at least HISTORY_POINTS over the run and one per epoch (a step budget: over its steps)
+    interval = max(1, min(per_epoch, total // HISTORY_POINTS)) if steps else max(1, per_epoch // max(1, math.ceil(HISTORY_POINTS / epochs)))
     view_major = bool(getattr(method, "view_major", False))
     channels_last = result.channels_last = wants_channels_last(method, device)
     if channels_last:
