@@ -150,3 +150,34 @@ def test_the_live_display_counts_the_grid_and_says_where_cells_run(registry) -> 
         assert cells[0].run_id in live.lines  # the other running cell keeps its line
         grid_line = next(t for t in live.progress.tasks if t.id == live.overall)
         assert "1 queued · 1 running · 0 done · 1 failed" in grid_line.fields["terms"]
+
+
+def test_a_pool_broken_since_the_last_wait_is_replaced_when_the_next_job_starts(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A worker can die between two waits: submitting the next job to that pool raises
+    BrokenProcessPool. The job goes to a fresh pool (a new generation) instead of ending the grid;
+    the dead pool's jobs are then resubmitted by wait, which sees their older generation."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from sslbench.engine.executors import LocalPool
+
+    class _Broken:
+        def submit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            raise BrokenProcessPool("a child process terminated abruptly")
+
+        def shutdown(self, **kwargs) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+    class _Fresh:
+        submitted: list = []
+
+        def submit(self, fn, job):  # type: ignore[no-untyped-def]
+            self.submitted.append(job)
+            return Future()
+
+    pool = LocalPool(1)
+    pool._pool.shutdown()
+    pool._pool = _Broken()
+    monkeypatch.setattr(pool, "_new_pool", _Fresh)
+    handle = pool.start("job")  # type: ignore[arg-type]
+    assert handle.generation == 1 and isinstance(pool._pool, _Fresh) and _Fresh.submitted == ["job"]

@@ -316,8 +316,18 @@ class LocalPool:
         return ProcessPoolExecutor(self.slots, mp_context=self._ctx, initializer=_init_pool_worker,
                                    initargs=(self.threads, devices, self._progress))
 
+    def _replace_pool(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._generation += 1
+        self._pool = self._new_pool()
+
     def start(self, job: Job) -> _Handle:
-        return _Handle(job, self._pool.submit(run_in_worker, job), self._generation)
+        try:
+            future = self._pool.submit(run_in_worker, job)
+        except BrokenProcessPool:  # a worker died since the last wait: its jobs are resubmitted there, by generation
+            self._replace_pool()
+            future = self._pool.submit(run_in_worker, job)
+        return _Handle(job, future, self._generation)
 
     def wait(self, handles: list[_Handle], timeout: float) -> list[tuple[_Handle, JobResult | BaseException]]:
         done, _ = wait([h.future for h in handles], timeout=timeout, return_when=FIRST_COMPLETED)
@@ -334,9 +344,7 @@ class LocalPool:
                     continue
                 if handle.generation == self._generation and not broken:
                     broken = True
-                    self._pool.shutdown(wait=False, cancel_futures=True)
-                    self._generation += 1
-                    self._pool = self._new_pool()
+                    self._replace_pool()
                 handle.attempts += 1
                 handle.generation = self._generation
                 handle.future = self._pool.submit(run_in_worker, handle.job)
