@@ -262,3 +262,41 @@ def test_a_result_stored_by_another_process_meanwhile_is_not_trained_again(reg, 
     assert store.get_run(cell.run_id).status == "done" and store.runs(status="superseded") == []
     store.start_run(cell.run_id, cfg, cell.protocol, "x", {}, None, replaces=True)  # a knowing retrain keeps it until replaced
     assert store.get_run(cell.run_id).replacement is not None
+
+
+def test_a_ctrl_c_during_a_step_never_stops_without_the_checkpoint_it_reports(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The loop reads the Ctrl-C flag once per step: a signal landing between the decision to
+    checkpoint and the stop (here: the flag turns true on its 6th read) stops at a step whose
+    checkpoint was written, so "checkpoint saved" is true and the run resumes."""
+    from sslbench.engine import train as train_module
+    from sslbench.engine.checkpoint import Checkpointer
+    from sslbench.engine.jobs import build_method
+    from sslbench.sdk.api import ImageData
+    from sslbench.sdk.protocol import Protocol
+
+    class _LateSignal:
+        reads = 0
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+        @property
+        def requested(self) -> bool:
+            _LateSignal.reads += 1
+            return _LateSignal.reads >= 6
+
+    monkeypatch.setattr(train_module, "_StopOnSigint", _LateSignal)
+    reg = build_registry()
+    (cell,) = build_grid(reg, ["vae"], "digits", [0], 5, ["knn"], checkpoint_every="off")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 1, 8, 8), generator=g, dtype=torch.uint8)
+    data = ImageData("tiny", x, torch.zeros(64, dtype=torch.long), x[:8], torch.zeros(8, dtype=torch.long))
+    method = build_method(reg, cell, data, torch.device("cpu"))
+    path = tmp_path / STATE_NAME
+    protocol = Protocol.from_dict(cell.protocol).replace(batch_size=8)
+    with pytest.raises(train_module.Interrupted) as info:
+        train_module.train(method, data, protocol, 5, 0, checkpointer=Checkpointer(path, CheckpointPolicy.parse("off"), {"run": 1}))
+    assert info.value.saved and path.is_file()

@@ -334,7 +334,10 @@ def _train(
                 last = b == per_epoch - 1 or step == total
                 reporting = report is not None and (step % report_every == 0 or step == total)
                 history = window_steps == interval or last
-                checkpoint = checkpointer is not None and step < total and (stop.requested or checkpointer.due(step, last, epoch + 1))
+                # read once: a Ctrl-C landing after this line stops the next step, after its checkpoint, never
+                # between the decision to checkpoint and the stop (which would say "saved" with nothing saved)
+                stopping = stop.requested
+                checkpoint = checkpointer is not None and step < total and (stopping or checkpointer.due(step, last, epoch + 1))
                 if reporting or history or checkpoint or last or watch.pending >= report_every:
                     look()
                 if reporting:
@@ -348,7 +351,7 @@ def _train(
                     t2 = time.perf_counter()
                     checkpointer.write(state(epoch + 1, 0) if last else state(epoch, b + 1))  # type: ignore[union-attr]
                     start += time.perf_counter() - t2  # writing a checkpoint is not training time
-                if stop.requested and step < total:
+                if stopping and step < total:
                     raise Interrupted(epoch + 1, epochs, step, checkpointer is not None)
                 if step == total:
                     break
